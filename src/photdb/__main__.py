@@ -1,0 +1,5 @@
+"""``python -m photdb`` runs the command line."""
+
+from photdb.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""``photdb db``: the embedded server, connection URLs and schema migrations."""
+
+from __future__ import annotations
+
+import typer
+
+from photdb.cli import app, console
+from photdb.config import ROLES, load_settings
+
+db_app = typer.Typer(
+    help="Manage the database: embedded server, URLs, schema.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+def _server():
+    from photdb.db.server import EmbeddedServer
+    from photdb.errors import ConfigError
+
+    settings = load_settings()
+    if not settings.embedded:
+        raise ConfigError(
+            f"a server is configured (DB_HOST={settings.host}); "
+            "start/stop/status apply to the embedded cluster only"
+        )
+    return settings, EmbeddedServer(settings.home)
+
+
+@db_app.command("start")
+def start() -> None:
+    """Start the embedded PostgreSQL cluster (created and migrated on first use)."""
+    from photdb.db.migrate import ensure_embedded
+
+    settings, server = _server()
+    ensure_embedded(server, settings.dbname)
+    console.print(f"embedded PostgreSQL running on 127.0.0.1:{server.port()} ({server.datadir})")
+
+
+@db_app.command("stop")
+def stop() -> None:
+    """Stop the embedded PostgreSQL cluster."""
+    _, server = _server()
+    was = server.stop()
+    console.print("stopped" if was else "not running")
+
+
+@db_app.command("status")
+def status() -> None:
+    """Show whether the embedded cluster exists and runs, or which server is configured."""
+    settings = load_settings()
+    if not settings.embedded:
+        console.print(f"configured server: {settings.host}:{settings.port}/{settings.dbname}")
+        return
+    _, server = _server()
+    st = server.status()
+    if not st.initialised:
+        console.print(f"no embedded cluster yet in {st.datadir} (created on first use)")
+        raise typer.Exit(3)
+    state = f"running (pid {st.pid}) on 127.0.0.1:{st.port}" if st.running else "stopped"
+    console.print(f"embedded PostgreSQL {state}; data in {st.datadir}")
+    if not st.running:
+        raise typer.Exit(3)
+
+
+@db_app.command("url")
+def url(
+    role: str = typer.Option("readonly", "--role", "-r", help=f"One of: {', '.join(ROLES)}."),
+) -> None:
+    """Print a libpq URL for psql; the password stays in $PHOTDB_HOME/pgpass."""
+    from photdb.db import database_url
+
+    print(database_url(role, load_settings()))
+
+
+@db_app.command("init")
+def init() -> None:
+    """Create or upgrade the schema and the admin/writer/readonly roles (idempotent)."""
+    from photdb.db import init_database
+    from photdb.db.connection import resolve
+
+    settings = resolve(load_settings())
+    applied = init_database(settings)
+    if applied:
+        console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        console.print("schema is up to date; nothing to do")

@@ -1,0 +1,141 @@
+"""The truth of a simulated survey: astropy Tables with ECSV persistence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from photdb.sim.config import SimConfig
+from photdb.sim.render import chebyshev_surface
+
+__all__ = ["TABLE_NAMES", "SimTruth"]
+
+#: Tables of a `SimTruth`, in the order they are written.
+TABLE_NAMES = ("stars", "epochs", "images", "observations", "artefacts", "cosmic_rays")
+
+
+@dataclass(frozen=True)
+class SimTruth:
+    """Everything that is true about a simulated survey.
+
+    Pixel positions use the numpy convention: ``x`` is the column, ``y`` the row and the centre
+    of the first pixel is ``(0, 0)`` (FITS pixel = this + 1). Times are UTC MJD; ``mjd`` is
+    mid-exposure (light curves are evaluated there), ``mjd_start`` the MJD-OBS of the header.
+
+    Attributes
+    ----------
+    config : SimConfig
+        The configuration that produced the survey.
+    stars : astropy.table.Table
+        One row per source, see `photdb.sim.field.make_star_field`; transients carry ``t0``.
+    epochs : astropy.table.Table
+        One row per exposure: ``exposure, expnum, filter, night, mjd_start, mjd, exptime_s,
+        is_reference, hour_angle_h, airmass, seeing_fwhm_arcsec, psf_beta, ellipticity,
+        psf_pa_deg, transparency_mag, sky_adu, dither_dra_arcsec, dither_ddec_arcsec,
+        filename, path, zeropoint_adu_per_s`` (nominal), ``magzero`` (mag giving 1 ADU in the
+        exposure: nominal + 2.5 log10(exptime) - transparency), ``ra_pointing, dec_pointing``
+        (true), ``ra_header, dec_header`` (header CRVAL), ``wcs_offset_arcsec,
+        wcs_rotation_error_deg, has_artefact``.
+    images : astropy.table.Table
+        One row per (exposure, chip): ``exposure, chip`` (0-based), ``extname, ccdnum, gain,
+        fwhm_pix, bad_column`` (dead column index), ``sky_adu`` (level), ``sky_coeffs`` and
+        ``response_coeffs`` (JSON 2-D Chebyshev coefficients, see `sky_image` and `response`),
+        ``n_cosmic_rays`` and the *true* WCS ``crval1, crval2, crpix1, crpix2, cd1_1, cd1_2,
+        cd2_1, cd2_2`` (see `true_wcs`).
+    observations : astropy.table.Table
+        One row per (exposure, chip, rendered star): ``x, y`` (true pixel position), ``on_chip``
+        (centre inside the chip; off-chip rows only contribute wings), ``mag`` (true magnitude
+        at ``mjd``; NaN if absent), ``response`` (multiplicative response error at the star),
+        ``flux_adu`` (total flux rendered in ADU = 10**(-0.4 (mag - magzero)) * response;
+        0 if absent), ``saturated`` (nearest pixel at SATURATE) and ``near_defect`` (within
+        3 pixels of a saturated, cosmic-ray or bad-column pixel).
+    artefacts : astropy.table.Table
+        Artefacts on the one reference exposure: ``exposure, chip, kind`` (blob: on a known
+        star, fake: a star-like blob elsewhere, trail: satellite-trail segment), ``x, y, ra,
+        dec`` (blob centre or trail start), ``x_end, y_end`` (trail end), ``flux_adu`` (blob
+        flux, or trail peak ADU/pixel), ``delta_mag`` (brightening of the star for blobs, < 0)
+        and ``star_ids`` (comma-separated ids of stars affected).
+    cosmic_rays : astropy.table.Table
+        ``exposure, chip, x, y, npix, adu`` for each hit.
+    """
+
+    config: SimConfig
+    stars: Table
+    epochs: Table
+    images: Table
+    observations: Table
+    artefacts: Table
+    cosmic_rays: Table
+
+    def write(self, path: str | Path) -> Path:
+        """Write the tables as ``<name>.ecsv`` and the configuration as ``config.json``.
+
+        Parameters
+        ----------
+        path : str or Path
+            Directory (created if needed).
+
+        Returns
+        -------
+        Path
+            The directory.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name in TABLE_NAMES:
+            getattr(self, name).write(path / f"{name}.ecsv", format="ascii.ecsv", overwrite=True)
+        (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> SimTruth:
+        """Read a truth directory written by `write`."""
+        path = Path(path)
+        config = SimConfig.from_dict(json.loads((path / "config.json").read_text()))
+        tables = {n: Table.read(path / f"{n}.ecsv", format="ascii.ecsv") for n in TABLE_NAMES}
+        for tab in tables.values():
+            for name in tab.colnames:  # ECSV writes "" as a blank read back as masked
+                if tab[name].dtype.kind == "U" and getattr(tab[name], "mask", None) is not None:
+                    tab[name] = tab[name].filled("")
+        return cls(config=config, **tables)
+
+    def _image_row(self, exposure: int, chip: int):
+        sel = (self.images["exposure"] == exposure) & (self.images["chip"] == chip)
+        if sel.sum() != 1:
+            raise KeyError(f"no image for exposure {exposure}, chip {chip}")
+        return self.images[np.nonzero(sel)[0][0]]
+
+    def true_wcs(self, exposure: int, chip: int) -> WCS:
+        """The exact TAN WCS of a chip (the header WCS is deliberately off)."""
+        row = self._image_row(exposure, chip)
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.cunit = ["deg", "deg"]
+        w.wcs.crval = [row["crval1"], row["crval2"]]
+        w.wcs.crpix = [row["crpix1"], row["crpix2"]]
+        w.wcs.cd = [[row["cd1_1"], row["cd1_2"]], [row["cd2_1"], row["cd2_2"]]]
+        w.wcs.radesys = "ICRS"
+        w.wcs.set()
+        return w
+
+    def sky_image(self, exposure: int, chip: int) -> np.ndarray:
+        """The noiseless sky (ADU per pixel) of a chip."""
+        row = self._image_row(exposure, chip)
+        shape = (self.config.ny, self.config.nx)
+        yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+        coeffs = np.array(json.loads(row["sky_coeffs"]))
+        return row["sky_adu"] * chebyshev_surface(xx, yy, coeffs, shape=shape)
+
+    def response(self, exposure: int, chip: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Multiplicative response error at pixel positions of a chip (clipped to the chip)."""
+        row = self._image_row(exposure, chip)
+        coeffs = np.array(json.loads(row["response_coeffs"]))
+        shape = (self.config.ny, self.config.nx)
+        x = np.clip(np.asarray(x, dtype=float), 0, shape[1] - 1)
+        y = np.clip(np.asarray(y, dtype=float), 0, shape[0] - 1)
+        return 10.0 ** (-0.4 * chebyshev_surface(x, y, coeffs, shape=shape))
