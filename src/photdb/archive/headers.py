@@ -20,6 +20,7 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
+from erfa import ErfaWarning
 from astropy.coordinates import Angle
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
@@ -421,16 +422,16 @@ def parse_header(header: fits.Header, *, primary: fits.Header | None = None,
     if scale is None:
         raise HeaderError(path, hdu, f"unsupported TIMESYS {timesys!r}")
     try:
-        start, _ = _start_time(h, scale)
-        start_utc = start.utc
-        exptime = _number(h, "EXPTIME", "EXPOSURE", "EXPTIM", "ITIME")
-        if exptime is None:
-            notes.append("no EXPTIME/EXPOSURE: mjd is the start time")
-        mid = start_utc + TimeDelta((exptime or 0.0) / 2.0, format="sec")
-        dateobs = start_utc.to_datetime(timezone=UTC)
-        mjd = float(mid.utc.mjd)
-    except HeaderError:
-        raise
+        with warnings.catch_warnings():  # dates outside the leap-second table are fine here
+            warnings.simplefilter("ignore", ErfaWarning)
+            start, _ = _start_time(h, scale)
+            start_utc = start.utc
+            exptime = _number(h, "EXPTIME", "EXPOSURE", "EXPTIM", "ITIME")
+            if exptime is None:
+                notes.append("no EXPTIME/EXPOSURE: mjd is the start time")
+            mid = start_utc + TimeDelta((exptime or 0.0) / 2.0, format="sec")
+            dateobs = start_utc.to_datetime(timezone=UTC)
+            mjd = float(mid.utc.mjd)
     except Exception as exc:
         raise HeaderError(path, hdu, str(exc)) from exc
 

@@ -56,10 +56,10 @@ def test_ingest_mixed_folder(archive, db_settings):
     assert any("coordequ left empty" in w for w in sharpcap.warnings)
 
     with connect("writer", settings=db_settings) as conn:
-        # nothing of a bad file: one exposure per good file, 2 + 4 MEF images
+        # nothing of a bad file: one exposure per good file; MEFs with 2 and 4 images
         n_exp, n_img = conn.execute(
             "SELECT count(*), sum(n_images) FROM galexposures").fetchone()
-        assert (n_exp, n_img) == (len(names["good"]), len(names["good"]) - 2 + 1 + 3)
+        assert (n_exp, n_img) == (len(names["good"]), len(names["good"]) + 1 + 3)
         for table in ("observations", "galimages", "metadata_obs_json"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == n_img
         bad = [n.split("/")[-1] for n in names["bad"]]

@@ -1,0 +1,694 @@
+"""The crowded-field pipeline for one image: composition of the stages, no database.
+
+Follows the pipeline notebook step by step:
+
+* :func:`reduce_reference` - mask, variance from gain and read noise, Bijaoui sky
+  (20 x 10 tiles + smooth surface), crowdsource PSF photometry of every source, an
+  approximate zero point (header MAGZERO/MAGZPT or :data:`~photdb.pipeline_config.NOMINAL_ZP`).
+* :func:`reduce_search` - the same preparation; crowdsource detection used only for
+  calibration; WCS refined against the reference catalogue; forced crowdsource
+  photometry at every reference position; zero point + 4th-order Chebyshev Δmag(x, y)
+  correction; 0.01 mag floor then the χ²/ν factor; significance against the
+  reference and the 15σ variable flag.
+* The notebook's main flaw, an artefact on the single reference repeating as a
+  "variable" on every search image, is addressed by :func:`reduce_reference_set`
+  (several references, each forced at the primary's positions and calibrated to it,
+  combined per source with an outlier-rejecting median) and by
+  :func:`build_stacked_reference` (aligned, calibrated, outlier-rejected stack).
+
+Every stage's wall time is in ``stats["timings_s"]``.  Nothing here reads or writes
+a database; :func:`load_image` is the only I/O (reading one FITS HDU).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from os import PathLike
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy.ndimage import map_coordinates
+
+import photdb
+from photdb.astrometry import AstrometrySolution, refine_wcs
+from photdb.background import Background, estimate_sky
+from photdb.calibration import CalibrationResult, calibrate_search_catalog, fit_zero_point
+from photdb.image import Image, MaskBits, build_mask, make_variance, read_image
+from photdb.photometry import estimate_fwhm, measure_forced, measure_sources
+from photdb.pipeline_config import NOMINAL_ZP, PipelineConfig, SelectionConfig
+from photdb.stack import stack_images
+from photdb.variability import combine_references, detect_variables
+
+__all__ = [
+    "NOMINAL_ZP",
+    "PipelineConfig",
+    "ReferenceResult",
+    "SearchResult",
+    "SelectionConfig",
+    "build_stacked_reference",
+    "load_image",
+    "reduce_reference",
+    "reduce_reference_set",
+    "reduce_search",
+]
+
+#: Header card marking an :class:`~photdb.image.Image` made by
+#: :func:`build_stacked_reference`: its variance is used as given.
+STACK_CARD = "PDBSTACK"
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceResult:
+    """A reference catalogue and how it was made.
+
+    Attributes
+    ----------
+    catalog : astropy.table.Table
+        One row per source: ``x, y`` (pix), ``ra, dec`` (deg, header WCS of the
+        primary reference), ``flux, dflux`` (ADU), ``mag, magerr`` (calibrated with
+        the approximate zero point; combined over references by
+        :func:`reduce_reference_set`), ``mag_inst``, ``qf, rchi2, fracflux``,
+        ``flags`` (mask bits at the source pixel), ``n_ref`` (references combined),
+        plus ``fwhm_pix``, ``sky``, ``magerr_inst``.
+    wcs : astropy.wcs.WCS
+        WCS of the (primary) reference image.
+    stats : dict
+        JSON-able: ``seeing_fwhm_arcsec, sky_level, sky_rms, n_detected, zp,
+        zp_source, shape, provenance_id, version, timings_s`` (per stage) ...
+    """
+
+    catalog: Table
+    wcs: WCS
+    stats: dict
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """Forced photometry of a search image, calibrated to its reference.
+
+    Attributes
+    ----------
+    catalog : astropy.table.Table
+        One row per reference source forced on this image: ``ref_row`` (row index
+        into the reference catalogue given), ``x, y, ra, dec``, ``flux, dflux``,
+        ``mag`` (corrected; NaN if flux <= 0), ``magerr`` (floor, then χ²/ν factor),
+        ``magerr_raw``, ``mag_inst``, ``qf, rchi2, fracflux, flags``,
+        ``significance`` ((mag - ref mag) / combined error), ``is_variable``,
+        ``ref_mag, ref_magerr``, ``dmag_corr`` (zp + surface added), ``calib_used``.
+    wcs : astropy.wcs.WCS
+        The refined WCS.
+    calibration : photdb.calibration.CalibrationResult
+    astrometry : photdb.astrometry.AstrometrySolution
+    stats : dict
+        JSON-able: ``seeing_fwhm_arcsec, sky_level, n_detected, n_forced,
+        n_positive, n_variables, astrom_rms_arcsec, astrom_n_matched, zp_approx, zp,
+        chi2nu_before, error_factor, timings_s`` (mask, sky, detect, astrometry,
+        forced, calibration, variability) ...
+    """
+
+    catalog: Table
+    wcs: WCS
+    calibration: CalibrationResult
+    astrometry: AstrometrySolution
+    stats: dict
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Timer:
+    """Wall time per named stage (``time.perf_counter``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.seconds.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """An image after mask, sky and variance: ready for crowdsource."""
+
+    image: Image
+    data: np.ndarray  # sky-subtracted, float32, masked pixels are finite
+    mask: np.ndarray
+    variance: np.ndarray
+    sky: Background
+    fwhm_pix: float
+
+
+def _pixscale_arcsec(wcs: WCS) -> float:
+    return float(np.sqrt(abs(np.linalg.det(wcs.celestial.pixel_scale_matrix))) * 3600.0)
+
+
+def _header_band(header: fits.Header) -> str | None:
+    band = header.get("BAND")
+    if isinstance(band, str) and band.strip():
+        return band.strip()
+    filt = header.get("FILTER")
+    if isinstance(filt, str) and filt.strip():
+        return filt.strip().split()[0]
+    return None
+
+
+def _zero_point(image: Image, config: PipelineConfig, band: str | None) -> tuple[float, str]:
+    """Approximate zero point (mag for 1 ADU) and where it came from."""
+    h = image.header
+    for key in ("MAGZERO", "MAGZPT"):
+        v = h.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+            return float(v), key
+    band = band or _header_band(h)
+    if band is None or band not in config.nominal_zp:
+        return 0.0, "none"
+    zp = float(config.nominal_zp[band])
+    exptime = h.get("EXPTIME")
+    if isinstance(exptime, int | float) and exptime > 0:
+        zp += 2.5 * np.log10(float(exptime) / config.nominal_exptime_s)
+    return zp, f"nominal_zp[{band}]"
+
+
+def _is_stack(image: Image) -> bool:
+    return bool(image.header.get(STACK_CARD, False))
+
+
+def _prepare(image: Image, config: PipelineConfig, timer: _Timer) -> _Prepared:
+    """Mask, Bijaoui sky, variance from gain and read noise; FWHM estimate."""
+    with timer("mask"):
+        data = np.asarray(image.data, dtype=np.float32)
+        finite = np.isfinite(data)
+        mask = np.asarray(image.mask, dtype=np.int32) | build_mask(
+            data, saturate=image.saturate, config=config.mask, variance=image.variance
+        )
+        mask[~finite] |= MaskBits.EDGE
+        data = np.where(finite, data, 0.0).astype(np.float32)
+    with timer("sky"):
+        sky = estimate_sky(data, mask=mask, config=config.sky)
+        sub = sky.subtract(data)
+        sub[~finite] = 0.0
+        if _is_stack(image) or not image.gain > 0:
+            variance = np.asarray(image.variance, dtype=np.float32)
+        else:
+            variance = make_variance(data, sky.level, gain=image.gain, readnoise=image.readnoise)
+        variance = np.where(np.isfinite(variance) & (variance > 0), variance, 0.0)
+        mask[variance <= 0] |= MaskBits.EDGE
+    with timer("detect"):
+        fwhm = estimate_fwhm(sub, variance=variance, mask=mask, beta=config.photometry.moffat_beta)
+    return _Prepared(image, sub, mask, variance.astype(np.float32), sky, float(fwhm))
+
+
+def _detect(prep: _Prepared, config: PipelineConfig, timer: _Timer) -> tuple[Table, Any]:
+    fwhm = prep.fwhm_pix if np.isfinite(prep.fwhm_pix) else config.photometry.fwhm_default
+    with timer("detect"):
+        return measure_sources(
+            prep.data,
+            variance=prep.variance,
+            mask=prep.mask,
+            fwhm_pix=fwhm,
+            config=config.photometry,
+        )
+
+
+def _seeing_arcsec(prep: _Prepared, cat: Table) -> float:
+    """Seeing FWHM (arcsec): bright-star Moffat fits, else crowdsource's median FWHM."""
+    fwhm = prep.fwhm_pix
+    if not np.isfinite(fwhm) and len(cat):
+        fwhm = float(np.nanmedian(np.asarray(cat["fwhm_pix"], float)))
+    return float(fwhm * _pixscale_arcsec(prep.image.wcs))
+
+
+def _common_stats(prep: _Prepared, cat: Table, config: PipelineConfig) -> dict[str, Any]:
+    return {
+        "shape": [int(s) for s in prep.data.shape],
+        "seeing_fwhm_arcsec": _seeing_arcsec(prep, cat),
+        "sky_level": prep.sky.global_level,
+        "sky_rms": prep.sky.global_rms,
+        "n_detected": len(cat),
+        "n_masked_pix": int(np.count_nonzero(prep.mask)),
+        "provenance_id": config.provenance_id(),
+        "version": photdb.__version__,
+    }
+
+
+def _f(table: Table, name: str) -> np.ndarray:
+    col = table[name]
+    return np.array(getattr(col, "value", col), dtype=float)
+
+
+def _reference_table(det: Table, wcs: WCS, zp: float) -> Table:
+    """Detections -> reference catalogue columns."""
+    x, y = _f(det, "x"), _f(det, "y")
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    t = Table()
+    t["x"], t["y"] = x, y
+    t["ra"], t["dec"] = ra, dec
+    t["flux"], t["dflux"] = _f(det, "flux"), _f(det, "dflux")
+    t["mag"] = _f(det, "mag_inst") + zp
+    t["magerr"] = _f(det, "magerr_inst")
+    t["mag_inst"] = _f(det, "mag_inst")
+    t["magerr_inst"] = _f(det, "magerr_inst")
+    for name in ("qf", "rchi2", "fracflux", "fwhm_pix", "sky"):
+        t[name] = _f(det, name)
+    t["flags"] = np.asarray(det["flags"], dtype=np.int64)
+    t["n_ref"] = np.ones(len(t), dtype=np.int64)
+    units = {"x": "pix", "y": "pix", "ra": "deg", "dec": "deg", "flux": "adu",
+             "dflux": "adu", "mag": "mag", "magerr": "mag", "mag_inst": "mag",
+             "magerr_inst": "mag", "fwhm_pix": "pix", "sky": "adu"}  # fmt: skip
+    for k, u in units.items():
+        t[k].unit = u
+    return t
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_image(
+    path: str | PathLike[str],
+    hdu: int | str = 0,
+    *,
+    config: PipelineConfig = PipelineConfig(),
+    inherit: bool = True,
+) -> Image:
+    """Read one HDU as an :class:`~photdb.image.Image`, coping with sparse headers.
+
+    Parameters
+    ----------
+    path, hdu
+        FITS file and HDU (index or EXTNAME).
+    config : PipelineConfig
+        ``mask`` settings and ``selection.gain_fallback``.
+    inherit : bool
+        Copy primary-header cards missing from the HDU header (``INHERIT`` style,
+        e.g. FILTER, EXPTIME, MAGZERO of a DECam MEF) into ``Image.header``.
+
+    Notes
+    -----
+    With no GAIN/GAINA/GAINB the gain is ``selection.gain_fallback`` or, if None, an
+    effective gain ``sky / sigma_sky²`` from a Bijaoui fit of the whole image (so the
+    variance describes the observed noise).  A missing read noise is 0 (the
+    effective gain then carries all of the sky noise) and a missing SATURATE is
+    infinite (no saturation mask).
+    """
+    with fits.open(path) as hdul:
+        header = hdul[hdu].header.copy()
+        primary = hdul[0].header.copy() if inherit and hdul.index_of(hdu) != 0 else None
+        data = None
+        if not any(k in header for k in ("GAIN", "GAINA", "GAINB")):
+            data = np.asarray(hdul[hdu].data, dtype=np.float32)
+    gain = None
+    if data is not None:
+        gain = config.selection.gain_fallback
+        if gain is None:
+            gain = _effective_gain(data, config)
+    img = read_image(path, hdu, mask_config=config.mask, gain=gain)
+    if primary is not None:
+        for card in primary.cards:
+            if card.keyword and card.keyword not in img.header and card.keyword not in (
+                "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "COMMENT", "HISTORY", ""
+            ):  # fmt: skip
+                img.header[card.keyword] = (card.value, card.comment)
+    return img
+
+
+def _effective_gain(data: np.ndarray, config: PipelineConfig) -> float:
+    """``sky / sigma²`` (e-/ADU) from a one-tile Bijaoui fit; 1.0 if meaningless."""
+    finite = np.isfinite(data)
+    sky = estimate_sky(np.where(finite, data, 0.0), mask=~finite, config=replace(
+        config.sky, tiles=(1, 1), order=(0, 0)))  # fmt: skip
+    level, rms = sky.global_level, sky.global_rms
+    if not (np.isfinite(level) and np.isfinite(rms) and level > 0 and rms > 0):
+        return 1.0
+    return float(level / rms**2)
+
+
+def reduce_reference(
+    image: Image,
+    *,
+    config: PipelineConfig = PipelineConfig(),
+    band: str | None = None,
+) -> ReferenceResult:
+    """Full crowdsource reduction of a reference image.
+
+    Parameters
+    ----------
+    image : photdb.image.Image
+        The reference image (ADU, sky not subtracted).
+    config : PipelineConfig
+    band : str, optional
+        Filter band for the nominal zero point when the header has neither
+        MAGZERO/MAGZPT nor BAND/FILTER.
+
+    Returns
+    -------
+    ReferenceResult
+        ``stats["timings_s"]`` has ``mask, sky, detect, catalog``.
+    """
+    timer = _Timer()
+    prep = _prepare(image, config, timer)
+    det, _psf = _detect(prep, config, timer)
+    with timer("catalog"):
+        zp, zp_source = _zero_point(image, config, band)
+        cat = _reference_table(det, image.wcs, zp)
+    stats = _common_stats(prep, det, config)
+    stats |= {"zp": zp, "zp_source": zp_source, "n_references": 1, "stacked": _is_stack(image)}
+    stats["timings_s"] = timer.as_dict()
+    return ReferenceResult(cat, image.wcs, stats)
+
+
+def _fit_reference(reference: Table, search: Table, sel: SelectionConfig) -> Table:
+    """Reference mag/magerr for the calibration; NaN for stars kept out of the fits."""
+    ok = np.ones(len(search), dtype=bool)
+    for tab in (reference, search):
+        if "qf" in tab.colnames:
+            ok &= np.nan_to_num(_f(tab, "qf")) >= sel.fit_min_qf
+        if "fracflux" in tab.colnames:
+            ok &= np.nan_to_num(_f(tab, "fracflux")) >= sel.fit_min_fracflux
+        if sel.fit_require_unflagged and "flags" in tab.colnames:
+            ok &= np.asarray(tab["flags"]) == 0
+    return Table({"mag": np.where(ok, _f(reference, "mag"), np.nan), "magerr": _f(reference, "magerr")})
+
+
+def _on_chip(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], edge: float) -> np.ndarray:
+    ny, nx = shape
+    ok = np.isfinite(x) & np.isfinite(y)
+    return ok & (x >= edge) & (x <= nx - 1 - edge) & (y >= edge) & (y <= ny - 1 - edge)
+
+
+def reduce_search(
+    image: Image,
+    reference: Table,
+    *,
+    config: PipelineConfig = PipelineConfig(),
+) -> SearchResult:
+    """Forced photometry of a search image at the reference positions, calibrated to it.
+
+    Parameters
+    ----------
+    image : photdb.image.Image
+        Search image (ADU, sky not subtracted), header WCS good to ~arcsec.
+    reference : astropy.table.Table
+        Reference catalogue of the same filter with at least ``ra, dec, mag, magerr``
+        (e.g. ``ReferenceResult.catalog``, or the stored catalogue); ``qf``,
+        ``fracflux`` and ``flags`` are used, when present, to choose the
+        calibration stars.
+    config : PipelineConfig
+
+    Returns
+    -------
+    SearchResult
+
+    Raises
+    ------
+    RuntimeError, ValueError
+        Too few astrometric matches or calibration stars.
+    """
+    timer = _Timer()
+    cfg = config
+    prep = _prepare(image, cfg, timer)
+    det, psf = _detect(prep, cfg, timer)
+    ref_ra, ref_dec = _f(reference, "ra"), _f(reference, "dec")
+    ref_mag, ref_err = _f(reference, "mag"), _f(reference, "magerr")
+    with timer("astrometry"):
+        sol = refine_wcs(
+            image.wcs,
+            _f(det, "x"),
+            _f(det, "y"),
+            ref_ra,
+            ref_dec,
+            mag=_f(det, "mag_inst"),
+            ref_mag=ref_mag,
+            config=cfg.astrometry,
+        )
+        zp_approx, zp_scatter, _ = fit_zero_point(
+            _f(det, "mag_inst")[sol.matched_det],
+            ref_mag[sol.matched_ref],
+            clip_sigma=cfg.calibration.clip_sigma,
+        )
+    with timer("forced"):
+        xr, yr = sol.wcs.all_world2pix(ref_ra, ref_dec, 0)
+        rows = np.flatnonzero(_on_chip(xr, yr, prep.data.shape, cfg.selection.forced_edge_pix))
+        forced = measure_forced(
+            prep.data,
+            xr[rows],
+            yr[rows],
+            variance=prep.variance,
+            mask=prep.mask,
+            psf=psf,
+            config=cfg.photometry,
+        )
+        forced["x"], forced["y"] = xr[rows], yr[rows]
+    with timer("calibration"):
+        ref_rows = reference[rows]
+        cal, calres = calibrate_search_catalog(
+            forced,
+            _fit_reference(ref_rows, forced, cfg.selection),
+            shape=prep.data.shape,
+            config=cfg.calibration,
+        )
+    with timer("variability"):
+        is_var, signif = detect_variables(
+            _f(cal, "mag"),
+            _f(cal, "magerr"),
+            ref_mag[rows],
+            ref_err[rows],
+            config=cfg.variability,
+        )
+        catalog = _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif)
+    stats = _common_stats(prep, det, cfg)
+    stats |= {
+        "n_forced": len(catalog),
+        "n_positive": int(np.count_nonzero(_f(catalog, "flux") > 0)),
+        "n_variables": int(np.count_nonzero(is_var)),
+        "astrom_rms_arcsec": sol.rms_arcsec,
+        "astrom_rms_pix": sol.rms_pix,
+        "astrom_n_matched": sol.n_matched,
+        "astrom_offset_arcsec": list(sol.offset_arcsec),
+        "zp_approx": zp_approx,
+        "zp_approx_scatter": zp_scatter,
+        "zp": calres.zp,
+        "chi2nu_before": calres.chi2nu_before,
+        "error_factor": calres.error_factor,
+        "calib_n_fit": calres.n_fit,
+        "calib_residual_rms_mag": calres.residual_rms_mag,
+        "timings_s": timer.as_dict(),
+    }
+    return SearchResult(catalog, sol.wcs, calres, sol, stats)
+
+
+def _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif) -> Table:
+    out = Table()
+    out["ref_row"] = rows.astype(np.int64)
+    out["x"], out["y"] = _f(cal, "x"), _f(cal, "y")
+    out["ra"], out["dec"] = ref_ra[rows], ref_dec[rows]
+    for name in ("flux", "dflux", "mag", "magerr", "magerr_raw", "mag_inst", "qf", "rchi2",
+                 "fracflux", "dmag_corr", "sky"):  # fmt: skip
+        out[name] = _f(cal, name)
+    out["flags"] = np.asarray(cal["flags"], dtype=np.int64)
+    out["calib_used"] = np.asarray(cal["calib_used"], dtype=bool)
+    out["ref_mag"], out["ref_magerr"] = ref_mag[rows], ref_err[rows]
+    out["significance"] = signif
+    out["is_variable"] = np.asarray(is_var, dtype=bool)
+    units = {"x": "pix", "y": "pix", "ra": "deg", "dec": "deg", "flux": "adu", "dflux": "adu",
+             "mag": "mag", "magerr": "mag", "magerr_raw": "mag", "mag_inst": "mag",
+             "dmag_corr": "mag", "sky": "adu", "ref_mag": "mag", "ref_magerr": "mag"}  # fmt: skip
+    for k, u in units.items():
+        out[k].unit = u
+    return out
+
+
+def _limit_mags(result: SearchResult, sel: SelectionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Corrected mags of a forced reference; non-detections as 1σ limits (see SelectionConfig)."""
+    cat = result.catalog
+    mag, err = _f(cat, "mag"), _f(cat, "magerr")
+    if not sel.ref_nondetection:
+        return mag, err
+    flux, dflux = _f(cat, "flux"), _f(cat, "dflux")
+    low = ~(flux >= dflux) & np.isfinite(dflux) & (dflux > 0)
+    corr = result.calibration.zp + result.calibration.surface()(_f(cat, "x"), _f(cat, "y"))
+    mag = np.where(low, -2.5 * np.log10(np.where(low, dflux, 1.0)) + corr, mag)
+    err = np.where(low, 2.5 / np.log(10.0), err)
+    return mag, err
+
+
+def reduce_reference_set(
+    primary: Image,
+    others: Sequence[Image],
+    *,
+    config: PipelineConfig = PipelineConfig(),
+    band: str | None = None,
+) -> ReferenceResult:
+    """A reference catalogue from several reference images of one filter.
+
+    The primary gets the full crowdsource reduction (:func:`reduce_reference`); every
+    other reference is reduced as a search image against it (:func:`reduce_search`:
+    refined WCS, forced photometry at the primary's positions, zero point + Chebyshev
+    correction to the primary).  Per source the magnitudes are combined with
+    :func:`photdb.variability.combine_references` (median; with >= 3 measurements a
+    value further than ``variability.ref_clip_sigma`` of its own floored error from
+    the median is rejected), so an artefact on any one reference image does not
+    define the reference magnitude.  A forced measurement below its own 1σ (a source
+    absent from that reference) counts as a faint limit, see
+    :attr:`SelectionConfig.ref_nondetection`.
+
+    Returns
+    -------
+    ReferenceResult
+        ``catalog["n_ref"]`` is the number of references used per source;
+        ``catalog["mag_primary"]`` keeps the primary's own value;
+        ``stats["references"]`` holds each other reference's search stats.
+    """
+    ref = reduce_reference(primary, config=config, band=band)
+    if not others:
+        return ref
+    cat = ref.catalog
+    n = len(cat)
+    mags = np.full((1 + len(others), n), np.nan)
+    errs = np.full_like(mags, np.nan)
+    mags[0], errs[0] = _f(cat, "mag"), _f(cat, "magerr")
+    per_ref = []
+    t0 = time.perf_counter()
+    for i, other in enumerate(others, start=1):
+        res = reduce_search(other, cat, config=config)
+        rows = np.asarray(res.catalog["ref_row"])
+        mags[i, rows], errs[i, rows] = _limit_mags(res, config.selection)
+        per_ref.append(res.stats)
+    with np.errstate(invalid="ignore"):
+        mag, magerr, n_used = combine_references(
+            mags, errs, method="median", config=config.variability
+        )
+    out = cat.copy()
+    out["mag_primary"] = out["mag"]
+    out["mag"], out["magerr"] = mag, magerr
+    out["mag"].unit = out["magerr"].unit = "mag"
+    out["n_ref"] = n_used.astype(np.int64)
+    stats = dict(ref.stats)
+    stats["n_references"] = 1 + len(others)
+    stats["references"] = per_ref
+    stats["timings_s"] = dict(ref.stats["timings_s"]) | {
+        "other_references": round(time.perf_counter() - t0, 4)
+    }
+    return ReferenceResult(out, ref.wcs, stats)
+
+
+def _resample_bits(mask: np.ndarray, wcs: WCS, target: WCS, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-pixel resampling of an integer mask onto the target grid."""
+    from photdb.stack import pixel_mapping
+
+    sx, sy, _ = pixel_mapping(wcs, target_wcs=target, shape=shape)
+    ny, nx = mask.shape
+    inside = (sx > -0.5) & (sx < nx - 0.5) & (sy > -0.5) & (sy < ny - 0.5)
+    vals = map_coordinates(mask.astype(float), [sy, sx], order=0, mode="nearest")
+    return np.where(inside, vals, 0).astype(np.int32)
+
+
+def build_stacked_reference(
+    images: Sequence[Image], *, config: PipelineConfig = PipelineConfig()
+) -> Image:
+    """An aligned, calibrated, outlier-rejected stack of reference images.
+
+    Each image is masked, sky-subtracted (Bijaoui) and run through crowdsource
+    detection; images 2.. get a WCS refined against the first image's detections
+    (so all share the first's frame) and are scaled onto the first's photometric
+    system by a zero point plus the Chebyshev Δmag(x, y) surface fitted on matched
+    stars (so per-epoch response errors do not mix in the stack); then
+    :func:`photdb.stack.stack_images` resamples onto the first image's grid and
+    combines with per-pixel outlier rejection (``config.stack``).
+
+    Returns
+    -------
+    photdb.image.Image
+        ``data`` the stack (sky ~ 0, flux scale of the first image), ``variance``
+        the stack variance (used as given by :func:`reduce_reference`), ``mask``
+        EDGE where no image contributes, SATURATED where any contributing input was
+        saturated; ``wcs`` and ``header`` of the first image plus ``PDBSTACK``,
+        ``NCOMBINE`` and per-input scale cards; ``saturate`` infinite.
+    """
+    if len(images) == 0:
+        raise ValueError("need at least one image")
+    timer = _Timer()
+    preps, dets = [], []
+    for img in images:
+        p = _prepare(img, config, timer)
+        d, _ = _detect(p, config, timer)
+        preps.append(p)
+        dets.append(d)
+    first = preps[0]
+    shape = first.data.shape
+    target = images[0].wcs
+    zp0, _ = _zero_point(images[0], config, None)
+    ref_cat = _reference_table(dets[0], target, zp0)
+    ref_cat["mag"] = ref_cat["mag_inst"]  # stack on the first image's instrumental scale
+    data, var, wcs_list, masks, zps = [], [], [], [], []
+    for i, p in enumerate(preps):
+        if i == 0:
+            data.append(p.data)
+            var.append(p.variance)
+            wcs_list.append(target)
+            zps.append(0.0)
+        else:
+            d, w, s, zp = _calibrate_to_first(p, dets[i], ref_cat, config, timer)
+            data.append(d)
+            var.append(p.variance * s**2)
+            wcs_list.append(w)
+            zps.append(zp)
+        masks.append((p.mask & config.photometry.bad_bits) != 0)
+    with timer("stack"):
+        stack, svar, n_used = stack_images(
+            data, wcs_list, target_wcs=target, shape=shape, variances=var, masks=masks,
+            config=config.stack,
+        )  # fmt: skip
+        mask = np.zeros(shape, dtype=np.int32)
+        for p, w in zip(preps, wcs_list, strict=True):
+            mask |= _resample_bits(p.mask & MaskBits.SATURATED, w, target, shape)
+        empty = n_used == 0
+        mask[empty] |= MaskBits.EDGE
+        stack = np.where(empty, 0.0, stack).astype(np.float32)
+        svar = np.where(empty | ~np.isfinite(svar), 0.0, svar).astype(np.float32)
+    header = images[0].header.copy()
+    header[STACK_CARD] = (True, "photdb stacked reference")
+    header["NCOMBINE"] = (len(images), "images combined")
+    for i, zp in enumerate(zps):
+        header[f"PDBZP{i}"] = (round(zp, 5), f"mag offset of input {i} to input 0")
+    header["PDBPROV"] = (config.provenance_id(), "photdb pipeline provenance id")
+    header["PDBVERS"] = (photdb.__version__, "photdb version")
+    img0 = images[0]
+    return Image(stack, mask, svar, target, header, img0.gain, img0.readnoise, np.inf)
+
+
+def _calibrate_to_first(
+    prep: _Prepared, det: Table, ref_cat: Table, config: PipelineConfig, timer: _Timer
+) -> tuple[np.ndarray, WCS, np.ndarray, float]:
+    """Refined WCS and Δmag(x, y) scaling of one image onto the first (for stacking)."""
+    with timer("astrometry"):
+        sol = refine_wcs(
+            prep.image.wcs, _f(det, "x"), _f(det, "y"), _f(ref_cat, "ra"), _f(ref_cat, "dec"),
+            mag=_f(det, "mag_inst"), ref_mag=_f(ref_cat, "mag"), config=config.astrometry,
+        )  # fmt: skip
+    with timer("calibration"):
+        i1, i2 = sol.matched_det, sol.matched_ref
+        _, res = calibrate_search_catalog(
+            det[i1],
+            _fit_reference(ref_cat[i2], det[i1], config.selection),
+            shape=prep.data.shape,
+            config=config.calibration,
+        )
+        ny, nx = prep.data.shape
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        dmag = res.zp + res.surface()(xx, yy)
+        scale = (10.0 ** (-0.4 * dmag)).astype(np.float32)
+    return prep.data * scale, sol.wcs, scale, float(res.zp)
