@@ -21,13 +21,14 @@ run (the ``x a`` ratio columns), not absolute numbers.
 
 Examples
 --------
-Default run (5e6 rows per variant, about 15 minutes on two cores)::
+Default run (5e6 rows per variant; about 15 minutes at ``--rows 3e6`` on two
+busy cores, so budget 20-25 minutes for the default)::
 
     python benchmarks/galsources_layout.py
 
 Bigger, only some variants::
 
-    python benchmarks/galsources_layout.py --rows 20000000 --variants a,d_incl5
+    python benchmarks/galsources_layout.py --rows 20000000 --variants a,b_nopart,d_refincl
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,11 +294,15 @@ def load_epochs(
         if order == "morton":
             perm = np.argsort(survey.morton_key(rows), kind="stable")
         elif order == "q3c_client":
-            ipix = cur.execute(
-                "SELECT q3c_ang2ipix(r, d) FROM unnest(%b::float8[], %b::float8[]) AS t(r, d)",
-                (rows["ra"].tolist(), rows["dec"].tolist()),
-                binary=True,
-            ).fetchall()
+            ipix = (
+                psycopg.Cursor(conn)
+                .execute(
+                    "SELECT q3c_ang2ipix(r, d) FROM unnest(%b::float8[], %b::float8[]) AS t(r, d)",
+                    (rows["ra"].tolist(), rows["dec"].tolist()),
+                    binary=True,
+                )
+                .fetchall()
+            )
             perm = np.argsort(np.fromiter((p for (p,) in ipix), np.int64, len(rows)))
         else:  # random, and the input of the staging table
             perm = rng.permutation(len(rows))
@@ -354,8 +359,8 @@ class Variant:
         ``sky`` (the schema's q3c tiles), ``none`` or ``exposure``.
     indexes : tuple of str
         Which of ``q3c``, ``id``, ``brin``, ``ref`` to build.
-    q3c_include : tuple of str
-        Columns added to the q3c index with ``INCLUDE``.
+    q3c_include, ref_include : tuple of str
+        Columns added to the q3c or ref_id index with ``INCLUDE``.
     queries : bool
         Measure query latency (otherwise load and size only).
     """
@@ -366,6 +371,7 @@ class Variant:
     partitioning: str = "sky"
     indexes: tuple[str, ...] = ("q3c", "id", "brin", "ref")
     q3c_include: tuple[str, ...] = ()
+    ref_include: tuple[str, ...] = ()
     queries: bool = True
 
 
@@ -394,11 +400,13 @@ VARIANTS = {
             q3c_include=("mag", "magerr", "galimage_id"),
         ),
         Variant(
-            "d_incl5",
-            "q3c index INCLUDE (ra, dec, mag, magerr, galimage_id)",
-            q3c_include=("ra", "dec", "mag", "magerr", "galimage_id"),
+            "d_refincl",
+            "ref_id btree INCLUDE (galimage_id, mag, magerr)",
+            ref_include=("galimage_id", "mag", "magerr"),
         ),
-        Variant("e_noref", "without the ref_id btree", indexes=("q3c", "id", "brin"), queries=False),
+        Variant(
+            "e_noref", "without the ref_id btree", indexes=("q3c", "id", "brin"), queries=False
+        ),
         Variant("e_noid", "without the id btree", indexes=("q3c", "brin", "ref"), queries=False),
         Variant("noidx", "heap only, no index at all", indexes=(), queries=False),
     )
@@ -408,7 +416,7 @@ INDEX_DDL = {
     "q3c": "CREATE INDEX {name} ON {table} (q3c_ang2ipix(ra, dec)){include}",
     "id": "CREATE INDEX {name} ON {table} (id)",
     "brin": "CREATE INDEX {name} ON {table} USING brin (galimage_id)",
-    "ref": "CREATE INDEX {name} ON {table} (ref_id)",
+    "ref": "CREATE INDEX {name} ON {table} (ref_id){include}",
 }
 
 
@@ -453,7 +461,10 @@ def create_variant(conn: psycopg.Connection, v: Variant, survey: Survey) -> str:
     else:
         raise ValueError(v.partitioning)
     for kind in v.indexes:
-        include = f" INCLUDE ({', '.join(v.q3c_include)})" if kind == "q3c" and v.q3c_include else ""
+        include = ""
+        extra = {"q3c": v.q3c_include, "ref": v.ref_include}.get(kind)
+        if extra:
+            include = f" INCLUDE ({', '.join(extra)})"
         conn.execute(
             INDEX_DDL[kind].format(name=f"{table}_{kind}_idx", table=table, include=include)
         )
@@ -464,7 +475,8 @@ def fill_catalogue(conn: psycopg.Connection, survey: Survey) -> None:
     """Insert the exposures and chips (galexposures, observations, galimages)."""
     n = survey.n_epochs + survey.extra_epochs
     conn.execute(
-        "INSERT INTO galexposures (id, filename, path, sha256, mjd, filter, is_reference, n_images) "
+        "INSERT INTO galexposures "
+        "(id, filename, path, sha256, mjd, filter, is_reference, n_images) "
         "SELECT e + 1, format('c4d_%%s_ooi.fits.fz', e), '/bench', "
         "encode(sha256(convert_to(e::text, 'UTF8')), 'hex'), "
         "59295.39 + (e / 3) * 1.7 + (e %% 3) * 0.004, "
@@ -509,22 +521,40 @@ def fill_varobjs(conn: psycopg.Connection, state: LoadState, survey: Survey) -> 
     conn.execute("ANALYZE galvarobjs")
 
 
-def relation_sizes(conn: psycopg.Connection, table: str) -> dict[str, int]:
-    """Bytes of the heap (with TOAST, FSM, VM) and of each index, summed over partitions."""
-    out = {
-        "heap": conn.execute(
-            "SELECT coalesce(sum(pg_table_size(relid)), 0) FROM pg_partition_tree(%s)", (table,)
+def _index_kind(indexdef: str) -> str:
+    if "USING brin" in indexdef:
+        return "brin"
+    if "q3c_ang2ipix" in indexdef:
+        return "q3c"
+    if "(ref_id)" in indexdef:
+        return "ref"
+    if "(id)" in indexdef:
+        return "id"
+    return "other"
+
+
+def _tree_size(conn: psycopg.Connection, rel: str, fn: str) -> int:
+    """``fn`` summed over the leaves of a partition tree (or of a plain relation)."""
+    return int(
+        conn.execute(
+            f"SELECT coalesce(sum({fn}(relid)), 0) + {fn}(%s::regclass) "
+            "FROM pg_partition_tree(%s) WHERE isleaf AND relid <> %s::regclass",
+            (rel, rel, rel),
         ).fetchone()[0]
-    }
+    )
+
+
+def relation_sizes(conn: psycopg.Connection, table: str) -> dict[str, int]:
+    """Bytes of the heap (with TOAST, FSM, VM) and of each index kind, over all partitions."""
+    out = {"heap": _tree_size(conn, table, "pg_table_size")}
     idx = conn.execute(
-        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass",
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+        "WHERE indrelid = %s::regclass",
         (table,),
     ).fetchall()
-    for (name,) in idx:
-        out[name] = conn.execute(
-            "SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM pg_partition_tree(%s)", (name,)
-        ).fetchone()[0]
-    return {k: int(v) for k, v in out.items()}
+    for name, indexdef in idx:
+        out[_index_kind(indexdef)] = _tree_size(conn, name, "pg_relation_size")
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -548,6 +578,8 @@ QUERIES = {
     "WHERE q3c_join(%(ra)s,%(dec)s,s.ra,s.dec,10/3600.)",
     "cone_1am": "SELECT s.id,s.galimage_id,s.ra,s.dec,s.mag,s.magerr FROM {t} s "
     "WHERE q3c_join(%(ra)s,%(dec)s,s.ra,s.dec,60/3600.)",
+    # light curve by reference source: index-only when the ref_id index INCLUDEs it
+    "lc_ref": "SELECT s.galimage_id,s.mag,s.magerr FROM {t} s WHERE s.ref_id=%(ref)s",
     "q4_id": "SELECT s.ra,s.dec FROM {t} s WHERE s.id=%(ref)s",
     "q3_varobj": "SELECT e.mjd,e.filter,e.is_reference,s.mag,s.magerr FROM galvarobjs v "
     f"INNER JOIN {{t}} s ON v.galsource_id=s.id {LC_JOIN} "
@@ -623,6 +655,7 @@ def explain(conn: psycopg.Connection, table: str, name: str, p: dict) -> dict:
         "index_only": "Index Only Scan" in nodes,
         "heap_fetches": heap_fetches,
         "relations_scanned": len(parts),
+        "nodes": sorted(set(nodes)),
     }
 
 
@@ -785,14 +818,17 @@ class Bench:
         res["bytes"] = sizes
         res["bytes_per_row"] = {k: b / rows for k, b in sizes.items()}
         res["bytes_per_row"]["total"] = sum(sizes.values()) / rows
-        res["partitions_with_rows"] = self.conn.execute(
-            "SELECT count(*) FROM pg_partition_tree(%s) t JOIN pg_class c ON c.oid = t.relid "
-            "WHERE t.isleaf AND c.reltuples > 0",
-            (table,),
-        ).fetchone()[0]
+        res["partitions_with_rows"] = (
+            self.conn.execute(
+                "SELECT count(*) FROM pg_partition_tree(%s) t JOIN pg_class c ON c.oid = t.relid "
+                "WHERE t.isleaf AND c.reltuples > 0",
+                (table,),
+            ).fetchone()[0]
+            or 1
+        )
         if v.queries:
             res["queries"] = self.measure_queries(table, state)
-            if v.q3c_include:
+            if v.ref_include:
                 res["vacuum_ios"] = self.vacuum_ios(table, state)
         self.results["variants"][v.key] = res
         if v.key != "a":
@@ -809,8 +845,9 @@ class Bench:
             (state.ref_ids[state.tracked].tolist(),),
         ).fetchall()
         pos = {i: (r, d) for i, r, d in ref_pos}
-        state.ref_pos = [pos.get(int(state.ref_ids[st]), (ra[k], dec[k])) for k, st in
-                         enumerate(state.tracked)]
+        state.ref_pos = [
+            pos.get(int(state.ref_ids[st]), (ra[k], dec[k])) for k, st in enumerate(state.tracked)
+        ]
         fill_varobjs(self.conn, state, s)
         params = [query_params(state, s, k) for k in range(len(state.tracked))]
         cold_p, warm_p = params[: self.args.cold_cones], params[self.args.cold_cones :]
@@ -841,12 +878,14 @@ class Bench:
         p = self.params[: min(50, len(self.params))]
 
         def probe(label: str) -> None:
-            lat = time_queries(self.conn, table, p, ["lc_ios"])["lc_ios"]
-            lat = time_queries(self.conn, table, p, ["lc_ios"])["lc_ios"]
-            fetches = sum(explain(self.conn, table, "lc_ios", q)["heap_fetches"] for q in p)
-            out[label] = {"lc_ios": summarise(lat), "heap_fetches_per_query": fetches / len(p)}
-            log(f"  {label}: heap fetches/query {fetches / len(p):.1f}, "
-                f"median {np.median(lat):.2f} ms")
+            lat = time_queries(self.conn, table, p, ["lc_ref"])["lc_ref"]
+            lat = time_queries(self.conn, table, p, ["lc_ref"])["lc_ref"]
+            fetches = sum(explain(self.conn, table, "lc_ref", q)["heap_fetches"] for q in p)
+            out[label] = {"lc_ref": summarise(lat), "heap_fetches_per_query": fetches / len(p)}
+            log(
+                f"  {label}: heap fetches/query {fetches / len(p):.1f}, "
+                f"median {np.median(lat):.2f} ms"
+            )
 
         probe("after_vacuum")
         extra = range(s.n_epochs, s.n_epochs + s.extra_epochs)
@@ -893,9 +932,7 @@ class Bench:
         ).fetchone()[0]
 
     def _vacuum_running(self) -> bool:
-        return bool(
-            self.conn.execute("SELECT count(*) FROM pg_stat_progress_vacuum").fetchone()[0]
-        )
+        return bool(self.conn.execute("SELECT count(*) FROM pg_stat_progress_vacuum").fetchone()[0])
 
     # -- concurrency on the baseline -----------------------------------------------------
     def concurrency(self) -> dict:
@@ -996,8 +1033,7 @@ def report(res: dict) -> str:
         bpr = r["bytes_per_row"]
 
         def idx(kind: str, bpr: dict = bpr) -> str:
-            vals = [b for n, b in bpr.items() if n.endswith(f"_{kind}_idx")]
-            return f"{vals[0]:.1f}" if vals else "-"
+            return f"{bpr[kind]:.1f}" if kind in bpr else "-"
 
         lines.append(
             f"{key:<14} {r['rows']:>10,} {r['load_rows_per_s']:>9,.0f} "
@@ -1005,7 +1041,7 @@ def report(res: dict) -> str:
             f"{bpr['total']:>6.1f} {bpr['heap']:>5.1f} {idx('q3c'):>5} {idx('id'):>5} "
             f"{idx('brin'):>5} {idx('ref'):>5} {r['partitions_with_rows']:>5}  {r['title']}"
         )
-    lines.append("(the schema's own index names are galsources_<kind>_idx; B = bytes)")
+    lines.append("(B/row: bytes per row, total and per relation; parts: partitions holding rows)")
     qvars = {k: r for k, r in var.items() if "queries" in r}
     if qvars:
         names = list(next(iter(qvars.values()))["queries"])
@@ -1036,12 +1072,12 @@ def report(res: dict) -> str:
         if "vacuum_ios" in r:
             vi = r["vacuum_ios"]
             lines.append("")
-            lines.append(f"INDEX-ONLY LIGHT CURVES ({key}): lc_ios query over 50 cones")
+            lines.append(f"INDEX-ONLY LIGHT CURVES ({key}): lc_ref over 50 stars")
             for label, d in vi.items():
                 if isinstance(d, dict):
                     lines.append(
                         f"  {label:<22} heap fetches/query {d['heap_fetches_per_query']:7.1f}   "
-                        f"median {d['lc_ios']['median']:.2f} ms  p95 {d['lc_ios']['p95']:.2f} ms"
+                        f"median {d['lc_ref']['median']:.2f} ms  p95 {d['lc_ref']['p95']:.2f} ms"
                     )
             if vi.get("autovacuum_seconds") is not None:
                 lines.append(
@@ -1079,9 +1115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=float, default=5e6, help="rows per variant (default 5e6)")
-    p.add_argument(
-        "--exposure-rows", type=float, default=2.5e5, help="stars (= rows) per exposure"
-    )
+    p.add_argument("--exposure-rows", type=float, default=2.5e5, help="stars (= rows) per exposure")
     p.add_argument(
         "--variants",
         default=",".join(VARIANTS),

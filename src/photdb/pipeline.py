@@ -51,8 +51,10 @@ __all__ = [
     "ReferenceResult",
     "SearchResult",
     "SelectionConfig",
+    "PreparedImage",
     "build_stacked_reference",
     "load_image",
+    "prepare_image",
     "reduce_reference",
     "reduce_reference_set",
     "reduce_search",
@@ -141,15 +143,43 @@ class _Timer:
 
 
 @dataclass(frozen=True, eq=False)
-class _Prepared:
-    """An image after mask, sky and variance: ready for crowdsource."""
+class PreparedImage:
+    """An image after mask, sky, variance and crowdsource detection.
+
+    The expensive, reference-independent part of a reduction: pass it instead of
+    an :class:`~photdb.image.Image` to reduce the same image against several
+    references without refitting (see :func:`prepare_image`).
+
+    Attributes
+    ----------
+    image : photdb.image.Image
+        The input.
+    data : numpy.ndarray
+        Sky-subtracted image (ADU, float32); non-finite input pixels are 0.
+    mask : numpy.ndarray
+        Input mask OR :func:`~photdb.image.build_mask` with ``config.mask``.
+    variance : numpy.ndarray
+        From gain, read noise and the Bijaoui sky (a stack's own variance).
+    sky : photdb.background.Background
+    fwhm_pix : float
+        Median Moffat FWHM of bright isolated stars (NaN if none).
+    detections : astropy.table.Table
+        :func:`~photdb.photometry.measure_sources` catalogue.
+    psf : crowdsource PSF
+        This image's fitted PSF.
+    timings_s : dict
+        Seconds for ``mask``, ``sky``, ``detect``.
+    """
 
     image: Image
-    data: np.ndarray  # sky-subtracted, float32, masked pixels are finite
+    data: np.ndarray
     mask: np.ndarray
     variance: np.ndarray
     sky: Background
     fwhm_pix: float
+    detections: Table
+    psf: Any
+    timings_s: dict
 
 
 def _pixscale_arcsec(wcs: WCS) -> float:
@@ -187,8 +217,14 @@ def _is_stack(image: Image) -> bool:
     return bool(image.header.get(STACK_CARD, False))
 
 
-def _prepare(image: Image, config: PipelineConfig, timer: _Timer) -> _Prepared:
-    """Mask, Bijaoui sky, variance from gain and read noise; FWHM estimate."""
+def prepare_image(image: Image, *, config: PipelineConfig = PipelineConfig()) -> PreparedImage:
+    """Mask, Bijaoui sky, variance from gain and read noise, crowdsource detection.
+
+    The first steps of every reduction (notebook: "it will run through the same
+    reduction procedure").  A stacked reference (``PDBSTACK`` card) keeps its own
+    variance.
+    """
+    timer = _Timer()
     with timer("mask"):
         data = np.asarray(image.data, dtype=np.float32)
         finite = np.isfinite(data)
@@ -206,25 +242,25 @@ def _prepare(image: Image, config: PipelineConfig, timer: _Timer) -> _Prepared:
         else:
             variance = make_variance(data, sky.level, gain=image.gain, readnoise=image.readnoise)
         variance = np.where(np.isfinite(variance) & (variance > 0), variance, 0.0)
+        variance = variance.astype(np.float32)
         mask[variance <= 0] |= MaskBits.EDGE
     with timer("detect"):
         fwhm = estimate_fwhm(sub, variance=variance, mask=mask, beta=config.photometry.moffat_beta)
-    return _Prepared(image, sub, mask, variance.astype(np.float32), sky, float(fwhm))
-
-
-def _detect(prep: _Prepared, config: PipelineConfig, timer: _Timer) -> tuple[Table, Any]:
-    fwhm = prep.fwhm_pix if np.isfinite(prep.fwhm_pix) else config.photometry.fwhm_default
-    with timer("detect"):
-        return measure_sources(
-            prep.data,
-            variance=prep.variance,
-            mask=prep.mask,
-            fwhm_pix=fwhm,
-            config=config.photometry,
+        guess = fwhm if np.isfinite(fwhm) else config.photometry.fwhm_default
+        det, psf = measure_sources(
+            sub, variance=variance, mask=mask, fwhm_pix=guess, config=config.photometry
         )
+    return PreparedImage(image, sub, mask, variance, sky, float(fwhm), det, psf, timer.as_dict())
 
 
-def _seeing_arcsec(prep: _Prepared, cat: Table) -> float:
+def _prepared(image: Image | PreparedImage, config: PipelineConfig, timer: _Timer) -> PreparedImage:
+    prep = image if isinstance(image, PreparedImage) else prepare_image(image, config=config)
+    for k, v in prep.timings_s.items():
+        timer.seconds[k] = timer.seconds.get(k, 0.0) + v
+    return prep
+
+
+def _seeing_arcsec(prep: PreparedImage, cat: Table) -> float:
     """Seeing FWHM (arcsec): bright-star Moffat fits, else crowdsource's median FWHM."""
     fwhm = prep.fwhm_pix
     if not np.isfinite(fwhm) and len(cat):
@@ -232,7 +268,7 @@ def _seeing_arcsec(prep: _Prepared, cat: Table) -> float:
     return float(fwhm * _pixscale_arcsec(prep.image.wcs))
 
 
-def _common_stats(prep: _Prepared, cat: Table, config: PipelineConfig) -> dict[str, Any]:
+def _common_stats(prep: PreparedImage, cat: Table, config: PipelineConfig) -> dict[str, Any]:
     return {
         "shape": [int(s) for s in prep.data.shape],
         "seeing_fwhm_arcsec": _seeing_arcsec(prep, cat),
@@ -337,7 +373,7 @@ def _effective_gain(data: np.ndarray, config: PipelineConfig) -> float:
 
 
 def reduce_reference(
-    image: Image,
+    image: Image | PreparedImage,
     *,
     config: PipelineConfig = PipelineConfig(),
     band: str | None = None,
@@ -359,8 +395,8 @@ def reduce_reference(
         ``stats["timings_s"]`` has ``mask, sky, detect, catalog``.
     """
     timer = _Timer()
-    prep = _prepare(image, config, timer)
-    det, _psf = _detect(prep, config, timer)
+    prep = _prepared(image, config, timer)
+    image, det = prep.image, prep.detections
     with timer("catalog"):
         zp, zp_source = _zero_point(image, config, band)
         cat = _reference_table(det, image.wcs, zp)
@@ -380,7 +416,9 @@ def _fit_reference(reference: Table, search: Table, sel: SelectionConfig) -> Tab
             ok &= np.nan_to_num(_f(tab, "fracflux")) >= sel.fit_min_fracflux
         if sel.fit_require_unflagged and "flags" in tab.colnames:
             ok &= np.asarray(tab["flags"]) == 0
-    return Table({"mag": np.where(ok, _f(reference, "mag"), np.nan), "magerr": _f(reference, "magerr")})
+    return Table(
+        {"mag": np.where(ok, _f(reference, "mag"), np.nan), "magerr": _f(reference, "magerr")}
+    )
 
 
 def _on_chip(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], edge: float) -> np.ndarray:
@@ -390,7 +428,7 @@ def _on_chip(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], edge: float) 
 
 
 def reduce_search(
-    image: Image,
+    image: Image | PreparedImage,
     reference: Table,
     *,
     config: PipelineConfig = PipelineConfig(),
@@ -419,8 +457,8 @@ def reduce_search(
     """
     timer = _Timer()
     cfg = config
-    prep = _prepare(image, cfg, timer)
-    det, psf = _detect(prep, cfg, timer)
+    prep = _prepared(image, cfg, timer)
+    image, det, psf = prep.image, prep.detections, prep.psf
     ref_ra, ref_dec = _f(reference, "ra"), _f(reference, "dec")
     ref_mag, ref_err = _f(reference, "mag"), _f(reference, "magerr")
     with timer("astrometry"):
@@ -453,10 +491,14 @@ def reduce_search(
         )
         forced["x"], forced["y"] = xr[rows], yr[rows]
     with timer("calibration"):
-        ref_rows = reference[rows]
+        fit_ref = _fit_reference(reference[rows], forced, cfg.selection)
+        pedestal = 0.0
+        if cfg.selection.fit_pedestal:
+            pedestal = _fit_pedestal(forced, fit_ref, zp_approx, cfg)
+            _subtract_pedestal(forced, pedestal)
         cal, calres = calibrate_search_catalog(
             forced,
-            _fit_reference(ref_rows, forced, cfg.selection),
+            fit_ref,
             shape=prep.data.shape,
             config=cfg.calibration,
         )
@@ -480,6 +522,7 @@ def reduce_search(
         "astrom_offset_arcsec": list(sol.offset_arcsec),
         "zp_approx": zp_approx,
         "zp_approx_scatter": zp_scatter,
+        "pedestal_adu": pedestal,
         "zp": calres.zp,
         "chi2nu_before": calres.chi2nu_before,
         "error_factor": calres.error_factor,
@@ -488,6 +531,48 @@ def reduce_search(
         "timings_s": timer.as_dict(),
     }
     return SearchResult(catalog, sol.wcs, calres, sol, stats)
+
+
+def _fit_pedestal(forced: Table, fit_ref: Table, zp: float, config: PipelineConfig) -> float:
+    """Additive flux offset (ADU) of the forced fluxes against the reference.
+
+    A sky error δ (ADU/pix) shifts every forced PSF flux by ``δ N_eff``: a constant in
+    flux, hence a magnitude error growing towards faint stars that a Δmag(x, y)
+    surface cannot absorb (in crowded fields the Bijaoui and crowdsource residual
+    skies depend on seeing at the ~0.5σ level).  Fitted as ``f = k f_ref + c`` by
+    iteratively clipped inverse-variance least squares over the calibration stars.
+    """
+    f, df = _f(forced, "flux"), _f(forced, "dflux")
+    fr = 10.0 ** (-0.4 * (_f(fit_ref, "mag") - zp))
+    sel = np.isfinite(f) & np.isfinite(fr) & (df > 0) & (_f(fit_ref, "magerr") <= 0.05)
+    if sel.sum() < config.calibration.min_stars:
+        return 0.0
+    w = np.where(sel, 1.0 / np.where(sel, df, 1.0), 0.0)
+    keep = sel.copy()
+    c = 0.0
+    for _ in range(config.calibration.max_iter):
+        design = np.column_stack([fr[keep], np.ones(keep.sum())]) * w[keep, None]
+        (k, c), *_ = np.linalg.lstsq(design, f[keep] * w[keep], rcond=None)
+        norm = np.where(sel, (f - k * fr - c) * w, np.inf)
+        sig = 1.4826 * np.median(np.abs(norm[keep]))
+        new = sel & (np.abs(norm) <= config.calibration.clip_sigma * max(sig, 1e-12))
+        if np.array_equal(new, keep) or new.sum() < config.calibration.min_stars:
+            break
+        keep = new
+    return float(c)
+
+
+def _subtract_pedestal(forced: Table, pedestal: float) -> None:
+    """Remove the pedestal in place and recompute the instrumental magnitudes."""
+    flux = _f(forced, "flux") - pedestal
+    dflux = _f(forced, "dflux")
+    pos = flux > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        forced["flux"] = flux
+        forced["mag_inst"] = np.where(pos, -2.5 * np.log10(np.where(pos, flux, 1.0)), np.nan)
+        forced["magerr_inst"] = np.where(
+            pos, 2.5 / np.log(10) * dflux / np.where(pos, flux, 1.0), np.nan
+        )
 
 
 def _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif) -> Table:
@@ -526,8 +611,8 @@ def _limit_mags(result: SearchResult, sel: SelectionConfig) -> tuple[np.ndarray,
 
 
 def reduce_reference_set(
-    primary: Image,
-    others: Sequence[Image],
+    primary: Image | PreparedImage,
+    others: Sequence[Image | PreparedImage],
     *,
     config: PipelineConfig = PipelineConfig(),
     band: str | None = None,
@@ -597,7 +682,7 @@ def _resample_bits(mask: np.ndarray, wcs: WCS, target: WCS, shape: tuple[int, in
 
 
 def build_stacked_reference(
-    images: Sequence[Image], *, config: PipelineConfig = PipelineConfig()
+    images: Sequence[Image | PreparedImage], *, config: PipelineConfig = PipelineConfig()
 ) -> Image:
     """An aligned, calibrated, outlier-rejected stack of reference images.
 
@@ -621,14 +706,10 @@ def build_stacked_reference(
     if len(images) == 0:
         raise ValueError("need at least one image")
     timer = _Timer()
-    preps, dets = [], []
-    for img in images:
-        p = _prepare(img, config, timer)
-        d, _ = _detect(p, config, timer)
-        preps.append(p)
-        dets.append(d)
-    first = preps[0]
-    shape = first.data.shape
+    preps = [_prepared(img, config, timer) for img in images]
+    dets = [p.detections for p in preps]
+    images = [p.image for p in preps]
+    shape = preps[0].data.shape
     target = images[0].wcs
     zp0, _ = _zero_point(images[0], config, None)
     ref_cat = _reference_table(dets[0], target, zp0)
@@ -671,7 +752,7 @@ def build_stacked_reference(
 
 
 def _calibrate_to_first(
-    prep: _Prepared, det: Table, ref_cat: Table, config: PipelineConfig, timer: _Timer
+    prep: PreparedImage, det: Table, ref_cat: Table, config: PipelineConfig, timer: _Timer
 ) -> tuple[np.ndarray, WCS, np.ndarray, float]:
     """Refined WCS and Δmag(x, y) scaling of one image onto the first (for stacking)."""
     with timer("astrometry"):

@@ -83,6 +83,12 @@ class SelectionConfig:
         ``-2.5 log10(dflux) + corr`` with error 1.0857 mag (a 1-sigma limit) instead of
         being dropped, so a fake source present only on the primary reference is
         out-voted by the others.
+    fit_pedestal : bool, default True
+        Fit and remove an additive flux offset of the forced photometry against the
+        reference (``f = k f_ref + c``; a residual sky error times the PSF's
+        effective area) before the Δmag surface fit.  Without it, the seeing-dependent
+        sky error of a crowded field biases faint stars by 0.05-0.3 mag at 19-21 mag
+        in 1.4" seeing and inflates the χ²/ν factor several-fold.
     gain_fallback : float or None, default None
         e-/ADU used by :func:`photdb.pipeline.load_image` when the header has no gain;
         None estimates an *effective* gain from the image itself (sky level / sky
@@ -95,6 +101,7 @@ class SelectionConfig:
     fit_min_fracflux: float = 0.5
     fit_require_unflagged: bool = True
     ref_nondetection: bool = True
+    fit_pedestal: bool = True
     gain_fallback: float | None = None
 
 
@@ -137,7 +144,11 @@ class PipelineConfig:
     sky : SkyConfig
         Bijaoui sky in 20 x 10 tiles + smooth surface (:func:`photdb.background.estimate_sky`).
     photometry : PhotometryConfig
-        crowdsource fitting and forced photometry.
+        crowdsource fitting and forced photometry.  Default as PhotometryConfig but
+        ``forced_local_sky=False``: forced fits keep the Bijaoui sky, whose residual
+        constant error the pedestal fit (:class:`SelectionConfig`) removes; the
+        100-pix median residual sky of ``fit_im_force`` depends on seeing in crowded
+        fields and biased 20th-mag stars by ~0.1 mag in 1.4" seeing.
     astrometry : AstrometryConfig
         WCS refinement against the reference catalogue.
     calibration : CalibrationConfig
@@ -158,7 +169,9 @@ class PipelineConfig:
 
     mask: MaskConfig = field(default_factory=MaskConfig)
     sky: SkyConfig = field(default_factory=SkyConfig)
-    photometry: PhotometryConfig = field(default_factory=PhotometryConfig)
+    photometry: PhotometryConfig = field(
+        default_factory=lambda: PhotometryConfig(forced_local_sky=False)
+    )
     astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     variability: VariabilityConfig = field(default_factory=VariabilityConfig)

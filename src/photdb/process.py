@@ -115,8 +115,7 @@ def plan_references(
     tasks = []
     for rs in active_reference_sets(conn, filter=filter):
         chips = conn.execute(
-            "SELECT id FROM galimages WHERE galexposure_id = %s AND status = ANY(%s)"
-            " ORDER BY hdu",
+            "SELECT id FROM galimages WHERE galexposure_id = %s AND status = ANY(%s) ORDER BY hdu",
             [rs.primary_exposure_id, list(states)],
         ).fetchall()
         for (gid,) in chips:
@@ -263,7 +262,8 @@ def run_reference(task: RefTask) -> ImageOutcome:
             galactic.update_image(cur, task.galimage_id, {
                 "status": "done", "failure": None, "reference": None,
                 "processed_at": now, "provenance_id": pid, "code_version": photdb.__version__,
-                "zp": _num(stats.get("zp")), "seeing_fwhm_arcsec": _num(stats.get("seeing_fwhm_arcsec")),
+                "zp": _num(stats.get("zp")),
+                "seeing_fwhm_arcsec": _num(stats.get("seeing_fwhm_arcsec")),
                 "sky_level": _num(stats.get("sky_level")), "n_detected": stats.get("n_detected"),
                 "n_saved": len(cat), "n_forced": 0, "n_variables": 0,
                 "wcs_header": _wcs_text(res.wcs), "details": stats,

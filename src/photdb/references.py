@@ -216,7 +216,7 @@ def build_stack(
 
     config = PipelineConfig() if config is None else config
     first_path, first_chips = _exposure_files(conn, exposure_ids[0])
-    others = [_exposure_files(conn, e) for e in exposure_ids[1:]]
+    others = [(e, *_exposure_files(conn, e)) for e in exposure_ids[1:]]
     (band,) = conn.execute(
         "SELECT filter FROM galexposures WHERE id = %s", [exposure_ids[0]]
     ).fetchone()
@@ -226,27 +226,35 @@ def build_stack(
     outdir = home / "stacks"
     outdir.mkdir(parents=True, exist_ok=True)
     out = outdir / f"stack_{band}_{digest}.fits"
+    row = conn.execute(
+        "SELECT id FROM galexposures WHERE path = %s AND filename = %s",
+        [str(outdir.resolve()), out.name],
+    ).fetchone()
+    if row is not None:  # the same members and settings were stacked before
+        return row[0]
     with fits.open(first_path) as hdul:
         primary = fits.PrimaryHDU(header=hdul[0].header.copy()) if hdul[0].data is None else None
     hdus: list = [primary if primary is not None else fits.PrimaryHDU()]
     aux: dict[str, np.ndarray] = {}
     for gid, hdu, _ext, _ccd in first_chips:
         images = [load_chip(first_path, hdu, config=config)]
-        for opath, ochips in others:
-            oid = matching_chip(conn, gid, conn.execute(
-                "SELECT galexposure_id FROM galimages WHERE id = %s", [ochips[0][0]]
-            ).fetchone()[0]) if ochips else None  # fmt: skip
+        for oexp, opath, ochips in others:
+            oid = matching_chip(conn, gid, oexp)
             ohdu = next((c[1] for c in ochips if c[0] == oid), None)
             if ohdu is not None:
                 images.append(load_chip(opath, ohdu, config=config))
         stack = build_stacked_reference(images, config=config)
         header = stack.header.copy()
         for key in list(header):
-            if key.startswith(("CD", "PC", "CRPIX", "CRVAL", "CTYPE", "CUNIT", "A_", "B_")):
+            if (
+                key.startswith(
+                    ("CD", "PC", "CRPIX", "CRVAL", "CTYPE", "CUNIT", "A_", "B_", "AP_", "BP_")
+                )
+                and key != "PCOUNT"
+            ):
                 del header[key]
         header.update(stack.wcs.to_header(relax=True))
         header["GAIN"] = (float(stack.gain), "e-/ADU of the first input")
-        header["NAXIS"] = 2
         hdus.append(fits.ImageHDU(stack.data.astype(np.float32), header=header))
         aux[f"var_{len(hdus) - 1}"] = stack.variance.astype(np.float32)
         aux[f"mask_{len(hdus) - 1}"] = stack.mask.astype(np.int32)

@@ -20,14 +20,39 @@ from astropy.table import MaskedColumn, Table
 __all__ = ["NAME_COLUMNS", "LoadReport", "load_objects", "read_object_table", "spoint_text"]
 
 #: Name-like columns of ``objects`` (all varchar(32)).
-NAME_COLUMNS = ("gaia_name", "simbad_name", "ucac4_name", "apass_name", "vsx_name",
-                "class", "description")
+NAME_COLUMNS = (
+    "gaia_name",
+    "simbad_name",
+    "ucac4_name",
+    "apass_name",
+    "vsx_name",
+    "class",
+    "description",
+)
 _ALIASES = {
     "ra": ("ra", "raj2000", "_raj2000", "ra_icrs", "ra_deg", "radeg", "ra_j2000", "alpha"),
-    "dec": ("dec", "dej2000", "_dej2000", "de_icrs", "dec_deg", "decdeg", "dec_j2000", "decl",
-            "delta"),
-    "gaia_name": ("gaia_name", "gaia", "source_id", "gaia_id", "gaiadr3", "gaia_dr3",
-                  "gaiadr2", "dr3name", "gaia_source_id"),
+    "dec": (
+        "dec",
+        "dej2000",
+        "_dej2000",
+        "de_icrs",
+        "dec_deg",
+        "decdeg",
+        "dec_j2000",
+        "decl",
+        "delta",
+    ),
+    "gaia_name": (
+        "gaia_name",
+        "gaia",
+        "source_id",
+        "gaia_id",
+        "gaiadr3",
+        "gaia_dr3",
+        "gaiadr2",
+        "dr3name",
+        "gaia_source_id",
+    ),
     "simbad_name": ("simbad_name", "simbad", "main_id", "simbad_id", "name", "object"),
     "ucac4_name": ("ucac4_name", "ucac4", "ucac4_id"),
     "apass_name": ("apass_name", "apass", "apass_id"),
@@ -161,13 +186,15 @@ SELECT id FROM objects WHERE lower(simbad_name) = lower(%s) OR lower(vsx_name) =
 
 def _match(cur: psycopg.Cursor, row: dict, radius_rad: float) -> int | None:
     if row["gaia_name"]:
-        hit = cur.execute("SELECT id FROM objects WHERE gaia_name = %s",
-                          [row["gaia_name"]]).fetchone()
+        hit = cur.execute(
+            "SELECT id FROM objects WHERE gaia_name = %s", [row["gaia_name"]]
+        ).fetchone()
         if hit:
             return hit[0]
     if row["coordequ"] is not None:
-        hit = cur.execute(_MATCH_POS, [row["coordequ"], radius_rad, row["gaia_name"],
-                                       row["coordequ"]]).fetchone()
+        hit = cur.execute(
+            _MATCH_POS, [row["coordequ"], radius_rad, row["gaia_name"], row["coordequ"]]
+        ).fetchone()
         return hit[0] if hit else None
     names = [row[k] for k in ("simbad_name", "vsx_name", "ucac4_name", "apass_name")]
     if any(names):
@@ -176,8 +203,9 @@ def _match(cur: psycopg.Cursor, row: dict, radius_rad: float) -> int | None:
     return None
 
 
-def load_objects(conn: psycopg.Connection, table: Table, *,
-                 match_radius_arcsec: float = 1.0) -> LoadReport:
+def load_objects(
+    conn: psycopg.Connection, table: Table, *, match_radius_arcsec: float = 1.0
+) -> LoadReport:
     """Insert new objects, fill in empty columns of known ones, in one transaction.
 
     Parameters
@@ -213,7 +241,8 @@ def load_objects(conn: psycopg.Connection, table: Table, *,
                     "INSERT INTO objects (coordequ, gaia_name, simbad_name, ucac4_name,"
                     " apass_name, vsx_name, class, description)"
                     " VALUES (%s::spoint, %s, %s, %s, %s, %s, %s, %s)",
-                    [row[c] for c in cols])
+                    [row[c] for c in cols],
+                )
                 report.inserted += 1
                 continue
             cur.execute(
@@ -222,9 +251,11 @@ def load_objects(conn: psycopg.Connection, table: Table, *,
                 " ucac4_name = COALESCE(ucac4_name, %s), apass_name = COALESCE(apass_name, %s),"
                 " vsx_name = COALESCE(vsx_name, %s), class = COALESCE(class, %s),"
                 " description = COALESCE(description, %s)"
-                " WHERE id = %s AND (" + " OR ".join(f"({c} IS NULL AND %s::text IS NOT NULL)"
-                                                      for c in cols) + ")",
-                [*(row[c] for c in cols), oid, *(row[c] for c in cols)])
+                " WHERE id = %s AND ("
+                + " OR ".join(f"({c} IS NULL AND %s::text IS NOT NULL)" for c in cols)
+                + ")",
+                [*(row[c] for c in cols), oid, *(row[c] for c in cols)],
+            )
             if cur.rowcount:
                 report.updated += 1
             else:

@@ -79,24 +79,35 @@ class DiffPhotResult:
     comp_chi2: dict[str, float] = field(default_factory=dict)
 
 
-def _pivot(phot: Table, frame_col: str, star_col: str, stars: Sequence[Hashable],
-           mag_col: str, err_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pivot(
+    phot: Table,
+    frame_col: str,
+    star_col: str,
+    stars: Sequence[Hashable],
+    mag_col: str,
+    err_col: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     frames = np.unique(np.asarray(phot[frame_col]))
     fidx = {f: i for i, f in enumerate(frames.tolist())}
     sidx = {s: j for j, s in enumerate(stars)}
     mags = np.full((len(frames), len(stars)), np.nan)
     errs = np.full_like(mags, np.nan)
-    for f, s, m, e in zip(np.asarray(phot[frame_col]).tolist(), np.asarray(phot[star_col]).tolist(),
-                          np.ma.filled(np.ma.asarray(phot[mag_col], float), np.nan),
-                          np.ma.filled(np.ma.asarray(phot[err_col], float), np.nan), strict=True):
+    for f, s, m, e in zip(
+        np.asarray(phot[frame_col]).tolist(),
+        np.asarray(phot[star_col]).tolist(),
+        np.ma.filled(np.ma.asarray(phot[mag_col], float), np.nan),
+        np.ma.filled(np.ma.asarray(phot[err_col], float), np.nan),
+        strict=True,
+    ):
         j = sidx.get(s)
         if j is not None and np.isfinite(m) and np.isfinite(e) and e > 0:
             mags[fidx[f], j], errs[fidx[f], j] = m, e
     return frames, mags, errs
 
 
-def _ensemble(mags: np.ndarray, errs: np.ndarray, refs: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _ensemble(
+    mags: np.ndarray, errs: np.ndarray, refs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame zero point, its error, number of stars and mean reference magnitude."""
     good = np.isfinite(mags)
     w = np.where(good, 1.0 / np.where(good, errs, 1.0) ** 2, 0.0)
@@ -162,7 +173,7 @@ def differential_photometry(
     ...            "mag_inst": [-5.0, -6.0, -7.0, -5.5, -6.1, -7.1],
     ...            "mag_inst_err": [0.01] * 6})
     >>> r = differential_photometry(t, 1, [2, 3])
-    >>> [round(v, 3) for v in r.lightcurve["mag_diff"]]
+    >>> [round(float(v), 3) for v in r.lightcurve["mag_diff"]]
     [1.5, 1.1]
     """
     name_of = (lambda s: str(names.get(s, s))) if names else str  # noqa: E731
@@ -177,8 +188,13 @@ def differential_photometry(
         if cov < config.min_coverage:
             rejected[name_of(c)] = f"measured in {100 * cov:.0f}% of frames"
     calibrated = catalog_mags is not None and all(c in catalog_mags for c in candidates)
-    refs = np.array([catalog_mags[c] if calibrated else np.nanmedian(mags[:, j])  # type: ignore[index]
-                     for j, c in enumerate(candidates)], dtype=float)
+    refs = np.array(
+        [
+            catalog_mags[c] if calibrated else np.nanmedian(mags[:, j])  # type: ignore[index]
+            for j, c in enumerate(candidates)
+        ],
+        dtype=float,
+    )
     idx = list(np.flatnonzero(keep))
     while len(idx) > config.min_comp and len(candidates) - len(idx) < config.max_reject:
         scatter, chi2 = _leave_one_out(mags[:, idx], errs[:, idx], refs[idx])
@@ -187,8 +203,9 @@ def differential_photometry(
         if not chi2[worst] > limit:
             break
         star = candidates[idx[worst]]
-        rejected[name_of(star)] = (f"variable: chi2 {chi2[worst]:.1f} > {limit:.1f}, "
-                                   f"scatter {scatter[worst]:.3f} mag")
+        rejected[name_of(star)] = (
+            f"variable: chi2 {chi2[worst]:.1f} > {limit:.1f}, scatter {scatter[worst]:.3f} mag"
+        )
         del idx[worst]
     if len(idx) < 1:
         raise ValueError("no comparison star left")
@@ -200,16 +217,18 @@ def differential_photometry(
     used_names = np.array([name_of(c) for c in used], dtype=object)
     present = np.isfinite(mags[:, idx])
     comp_text = [",".join(used_names[row]) for row in present]
-    lc = Table({
-        "frame": frames,
-        "mag_diff": tmag - (zp + aver),
-        "mag_diff_err": mag_err,
-        "magnitude": calibrated_mag,
-        "mag_err": mag_err if calibrated else np.full_like(tmag, np.nan),
-        "num_comp": ncomp.astype(int),
-        "aver_comp": aver,
-        "comp_stars": comp_text,
-    })
+    lc = Table(
+        {
+            "frame": frames,
+            "mag_diff": tmag - (zp + aver),
+            "mag_diff_err": mag_err,
+            "magnitude": calibrated_mag,
+            "mag_err": mag_err if calibrated else np.full_like(tmag, np.nan),
+            "num_comp": ncomp.astype(int),
+            "aver_comp": aver,
+            "comp_stars": comp_text,
+        }
+    )
     lc = lc[np.isfinite(tmag) & (ncomp > 0)]
     return DiffPhotResult(
         lightcurve=lc,

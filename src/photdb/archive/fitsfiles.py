@@ -220,9 +220,16 @@ def read_exposure(path: str | Path, *, maps: HeaderMaps | None = None) -> Exposu
         raise ExposureError(path, "no image HDU")
     first = images[0].observation
     return ExposureRecord(
-        sha256=sha256, filename=path.name, path=str(path.parent.resolve()), mjd=first.mjd,
-        band=first.band, exptime=first.accumtime, telescope=first.telescope,
-        instrument=first.instrument, observatory=first.observatory, images=tuple(images),
+        sha256=sha256,
+        filename=path.name,
+        path=str(path.parent.resolve()),
+        mjd=first.mjd,
+        band=first.band,
+        exptime=first.accumtime,
+        telescope=first.telescope,
+        instrument=first.instrument,
+        observatory=first.observatory,
+        images=tuple(images),
     )
 
 

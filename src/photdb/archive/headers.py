@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from erfa import ErfaWarning
 from astropy.coordinates import Angle
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.time import Time, TimeDelta
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
+from erfa import ErfaWarning
+
+from photdb.archive.bands import (
+    HeaderMaps,
+    _default_maps,
+    load_maps,
+    normalise_band,
+    normalise_mode,
+)
 
 __all__ = [
     "HeaderError",
@@ -41,8 +47,19 @@ __all__ = [
 ]
 
 #: TIMESYS values that astropy converts; GPS is TAI - 19 s.
-_SCALES = {"UTC": "utc", "UT": "utc", "TT": "tt", "TDT": "tt", "ET": "tt", "TAI": "tai",
-           "TDB": "tdb", "TCG": "tcg", "TCB": "tcb", "UT1": "ut1", "GPS": "gps"}
+_SCALES = {
+    "UTC": "utc",
+    "UT": "utc",
+    "TT": "tt",
+    "TDT": "tt",
+    "ET": "tt",
+    "TAI": "tai",
+    "TDB": "tdb",
+    "TCG": "tcg",
+    "TCB": "tcb",
+    "UT1": "ut1",
+    "GPS": "gps",
+}
 _FOV_TOLERANCE = 0.10  # relative WCS vs FOCALLEN/XPIXSZ pixel-scale disagreement that is reported
 
 
@@ -54,112 +71,6 @@ class HeaderError(ValueError):
         self.hdu = hdu
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path} [HDU {hdu}]: {self.problem}")
-
-
-@dataclass(frozen=True)
-class HeaderMaps:
-    """Value maps used to normalise header strings (see ``filters.toml``).
-
-    Attributes
-    ----------
-    filters : Mapping[str, str]
-        FILTER value -> canonical band.
-    instrument_filters : Mapping[str, Mapping[str, str]]
-        Lower-cased INSTRUME -> its own FILTER map, consulted first.
-    modes : Mapping[str, str]
-        Lower-cased IMAGETYP/OBSTYPE value -> mode ('light', 'dark', ...).
-    """
-
-    filters: Mapping[str, str] = field(default_factory=dict)
-    instrument_filters: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    modes: Mapping[str, str] = field(default_factory=dict)
-
-
-def load_maps(path: str | Path | None = None) -> HeaderMaps:
-    """Load the shipped ``filters.toml``, updated with a user file if given.
-
-    Parameters
-    ----------
-    path : str or Path, optional
-        A TOML file with ``[filters]``, ``[instrument_filters.<INSTRUME>]`` and
-        ``[modes]`` tables; its entries override the shipped ones.
-
-    Examples
-    --------
-    >>> load_maps().filters["Sloan r"]
-    'r_sdss'
-    """
-    text = resources.files("photdb.archive").joinpath("filters.toml").read_text("utf-8")
-    data = tomllib.loads(text)
-    filters = dict(data.get("filters", {}))
-    inst = {k.lower(): dict(v) for k, v in data.get("instrument_filters", {}).items()}
-    modes = {k.lower(): v for k, v in data.get("modes", {}).items()}
-    if path is not None:
-        with open(path, "rb") as fh:
-            user = tomllib.load(fh)
-        filters.update(user.get("filters", {}))
-        for k, v in user.get("instrument_filters", {}).items():
-            inst.setdefault(k.lower(), {}).update(v)
-        modes.update({k.lower(): v for k, v in user.get("modes", {}).items()})
-    return HeaderMaps(filters=filters, instrument_filters=inst, modes=modes)
-
-
-_DEFAULT_MAPS: HeaderMaps | None = None
-
-
-def _default_maps() -> HeaderMaps:
-    global _DEFAULT_MAPS
-    if _DEFAULT_MAPS is None:
-        _DEFAULT_MAPS = load_maps()
-    return _DEFAULT_MAPS
-
-
-def _lookup(table: Mapping[str, str], key: str) -> str | None:
-    if key in table:
-        return table[key]
-    folded = [v for k, v in table.items() if k.casefold() == key.casefold()]
-    return folded[0] if len(set(folded)) == 1 else None
-
-
-def normalise_band(value: str | None, *, instrument: str | None = None,
-                   maps: HeaderMaps | None = None) -> str | None:
-    """Map a FILTER value to the canonical band, or None when unknown/empty.
-
-    Examples
-    --------
-    >>> normalise_band("r DECam SDSS c0002 6415.0 1480.0", instrument="DECam")
-    'r_decam'
-    >>> normalise_band("Rc"), normalise_band("r'")
-    ('R', 'r_sdss')
-    """
-    maps = maps or _default_maps()
-    if value is None or not str(value).strip():
-        return None
-    text = " ".join(str(value).split())
-    tables = [maps.filters]
-    if instrument and instrument.strip().lower() in maps.instrument_filters:
-        tables.insert(0, maps.instrument_filters[instrument.strip().lower()])
-    for key in (text, text.split()[0]):
-        for table in tables:
-            hit = _lookup(table, key)
-            if hit is not None:
-                return hit
-    return None
-
-
-def normalise_mode(value: str | None, *, maps: HeaderMaps | None = None) -> str | None:
-    """Map IMAGETYP/OBSTYPE/FRAMETYP to 'light', 'dark', 'flat', 'bias', 'darkflat'.
-
-    Unknown values are lower-cased and cut to 8 characters.
-
-    >>> normalise_mode("Flat Field"), normalise_mode("zero"), normalise_mode("DARKFLAT")
-    ('flat', 'bias', 'darkflat')
-    """
-    maps = maps or _default_maps()
-    if value is None or not str(value).strip():
-        return None
-    text = " ".join(str(value).split()).lower()
-    return maps.modes.get(text, maps.modes.get(text.replace("_", " "), text[:8]))
 
 
 @dataclass(frozen=True)
@@ -259,7 +170,6 @@ def header_to_json(header: fits.Header, primary: fits.Header | None = None) -> d
     Examples
     --------
     >>> from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
     >>> header_to_json(fits.Header([("EXPTIME", 30.0), ("HISTORY", "x")]))
     {'EXPTIME': 30.0}
     """
@@ -389,9 +299,14 @@ def _pointing(h: Mapping[str, object]) -> tuple[tuple[float, float] | None, str 
     return None, None
 
 
-def parse_header(header: fits.Header, *, primary: fits.Header | None = None,
-                 path: str | Path, hdu: int = 0,
-                 maps: HeaderMaps | None = None) -> ObservationRecord:
+def parse_header(
+    header: fits.Header,
+    *,
+    primary: fits.Header | None = None,
+    path: str | Path,
+    hdu: int = 0,
+    maps: HeaderMaps | None = None,
+) -> ObservationRecord:
     """Parse one image header into an :class:`ObservationRecord`.
 
     Parameters
@@ -465,8 +380,10 @@ def parse_header(header: fits.Header, *, primary: fits.Header | None = None,
     if scales is not None and optics is not None:
         ratio = scales[0] / optics[0]
         if abs(ratio - 1.0) > _FOV_TOLERANCE:
-            notes.append(f"WCS pixel scale {scales[0] * 3600:.3f}\" differs from "
-                         f"FOCALLEN/XPIXSZ {optics[0] * 3600:.3f}\" by {100 * (ratio - 1):+.0f}%")
+            notes.append(
+                f'WCS pixel scale {scales[0] * 3600:.3f}" differs from '
+                f'FOCALLEN/XPIXSZ {optics[0] * 3600:.3f}" by {100 * (ratio - 1):+.0f}%'
+            )
     scales = scales or optics
     fov = None
     if scales is not None and naxis1 and naxis2:
@@ -477,9 +394,21 @@ def parse_header(header: fits.Header, *, primary: fits.Header | None = None,
         notes.append("no WCS and no pointing coordinates: coordequ left empty")
 
     return ObservationRecord(
-        dateobs=dateobs, mjd=mjd, timesys=timesys[:8], accumtime=exptime,
-        telescope=telescope, instrument=instrument, observatory=_text(h, "OBSERVAT", "SITENAME"),
+        dateobs=dateobs,
+        mjd=mjd,
+        timesys=timesys[:8],
+        accumtime=exptime,
+        telescope=telescope,
+        instrument=instrument,
+        observatory=_text(h, "OBSERVAT", "SITENAME"),
         mode=normalise_mode(_text(h, "IMAGETYP", "OBSTYPE", "FRAMETYP", "FRAME"), maps=maps),
-        band=band, filter_raw=filter_raw, fov=fov, coordequ=coordequ, coordequsrc=src,
-        filename=path.name, path_to_fits=str(path.parent), hdu=hdu, warnings=tuple(notes),
+        band=band,
+        filter_raw=filter_raw,
+        fov=fov,
+        coordequ=coordequ,
+        coordequsrc=src,
+        filename=path.name,
+        path_to_fits=str(path.parent),
+        hdu=hdu,
+        warnings=tuple(notes),
     )

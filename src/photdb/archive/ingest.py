@@ -76,8 +76,15 @@ class _Refused(Exception):
 _NAMED = {"telescopes", "instruments", "observatories"}
 
 
-def _name_id(cur: psycopg.Cursor, table: str, name: str | None, *, create: bool,
-             what: str, extra: dict[str, object] | None = None) -> int | None:
+def _name_id(
+    cur: psycopg.Cursor,
+    table: str,
+    name: str | None,
+    *,
+    create: bool,
+    what: str,
+    extra: dict[str, object] | None = None,
+) -> int | None:
     if name is None:
         return None
     assert table in _NAMED
@@ -91,12 +98,16 @@ def _name_id(cur: psycopg.Cursor, table: str, name: str | None, *, create: bool,
     cols = {"name": name, **(extra or {})}
     query = sql.SQL(
         "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (name) DO NOTHING RETURNING id"
-    ).format(ident, sql.SQL(", ").join(map(sql.Identifier, cols)),
-             sql.SQL(", ").join(sql.Placeholder() * len(cols)))
+    ).format(
+        ident,
+        sql.SQL(", ").join(map(sql.Identifier, cols)),
+        sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+    )
     row = cur.execute(query, list(cols.values())).fetchone()
     if row is None:  # created meanwhile by a concurrent ingest
-        row = cur.execute(sql.SQL("SELECT id FROM {} WHERE name = %s").format(ident),
-                          [name]).fetchone()
+        row = cur.execute(
+            sql.SQL("SELECT id FROM {} WHERE name = %s").format(ident), [name]
+        ).fetchone()
     return row[0]
 
 
@@ -116,8 +127,9 @@ RETURNING id
 """
 
 
-def ingest_exposure(conn: psycopg.Connection, exposure: ExposureRecord, *,
-                    create_missing: bool = True) -> tuple[Status, str, int, tuple[int, ...]]:
+def ingest_exposure(
+    conn: psycopg.Connection, exposure: ExposureRecord, *, create_missing: bool = True
+) -> tuple[Status, str, int, tuple[int, ...]]:
     """Write one parsed file inside the caller's transaction.
 
     Returns
@@ -132,49 +144,94 @@ def ingest_exposure(conn: psycopg.Connection, exposure: ExposureRecord, *,
     """
     where = f"{exposure.path}/{exposure.filename}"
     with conn.cursor() as cur:
-        row = cur.execute("SELECT id, path, filename FROM galexposures WHERE sha256 = %s",
-                          [exposure.sha256]).fetchone()
+        row = cur.execute(
+            "SELECT id, path, filename FROM galexposures WHERE sha256 = %s", [exposure.sha256]
+        ).fetchone()
         if row:
             same = (row[1], row[2]) == (exposure.path, exposure.filename)
             text = "already present" + ("" if same else f" as {row[1]}/{row[2]}")
             return "present", f"{where}: {text}", row[0], ()
-        row = cur.execute("SELECT sha256 FROM galexposures WHERE path = %s AND filename = %s",
-                          [exposure.path, exposure.filename]).fetchone()
+        row = cur.execute(
+            "SELECT sha256 FROM galexposures WHERE path = %s AND filename = %s",
+            [exposure.path, exposure.filename],
+        ).fetchone()
         if row:
-            raise _Refused(f"conflict: a different file (sha256 {row[0][:12]}...) was ingested "
-                           "under this path and name; refusing to overwrite")
-        obs_id = _name_id(cur, "observatories", exposure.observatory, create=create_missing,
-                          what="observatory")
-        tel_id = _name_id(cur, "telescopes", exposure.telescope, create=create_missing,
-                          what="telescope", extra={"observatory_id": obs_id})
-        ins_id = _name_id(cur, "instruments", exposure.instrument, create=create_missing,
-                          what="instrument")
+            raise _Refused(
+                f"conflict: a different file (sha256 {row[0][:12]}...) was ingested "
+                "under this path and name; refusing to overwrite"
+            )
+        obs_id = _name_id(
+            cur, "observatories", exposure.observatory, create=create_missing, what="observatory"
+        )
+        tel_id = _name_id(
+            cur,
+            "telescopes",
+            exposure.telescope,
+            create=create_missing,
+            what="telescope",
+            extra={"observatory_id": obs_id},
+        )
+        ins_id = _name_id(
+            cur, "instruments", exposure.instrument, create=create_missing, what="instrument"
+        )
         (exp_id,) = cur.execute(
             "INSERT INTO galexposures (sha256, filename, path, mjd, filter, exptime_s, n_images,"
             " telescope_id, instrument_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " RETURNING id",
-            [exposure.sha256, exposure.filename, exposure.path, exposure.mjd, exposure.band,
-             exposure.exptime, len(exposure.images), tel_id, ins_id],
+            [
+                exposure.sha256,
+                exposure.filename,
+                exposure.path,
+                exposure.mjd,
+                exposure.band,
+                exposure.exptime,
+                len(exposure.images),
+                tel_id,
+                ins_id,
+            ],
         ).fetchone()
         ids = []
         for image in exposure.images:
             o = image.observation
-            tid = _name_id(cur, "telescopes", o.telescope, create=create_missing,
-                           what="telescope", extra={"observatory_id": obs_id})
-            iid = _name_id(cur, "instruments", o.instrument, create=create_missing,
-                           what="instrument")
-            (oid,) = cur.execute(_OBS_INSERT, [
-                o.dateobs, o.accumtime, tid, iid, _point(o.fov), o.mode, o.band,
-                _spoint(o.coordequ), o.coordequsrc, o.type, o.filename, o.path_to_fits,
-                o.mjd, o.timesys,
-            ]).fetchone()
+            tid = _name_id(
+                cur,
+                "telescopes",
+                o.telescope,
+                create=create_missing,
+                what="telescope",
+                extra={"observatory_id": obs_id},
+            )
+            iid = _name_id(
+                cur, "instruments", o.instrument, create=create_missing, what="instrument"
+            )
+            (oid,) = cur.execute(
+                _OBS_INSERT,
+                [
+                    o.dateobs,
+                    o.accumtime,
+                    tid,
+                    iid,
+                    _point(o.fov),
+                    o.mode,
+                    o.band,
+                    _spoint(o.coordequ),
+                    o.coordequsrc,
+                    o.type,
+                    o.filename,
+                    o.path_to_fits,
+                    o.mjd,
+                    o.timesys,
+                ],
+            ).fetchone()
             cur.execute(
                 "INSERT INTO galimages (id, galexposure_id, hdu, extname, ccdnum, naxis1, naxis2)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 [oid, exp_id, image.hdu, image.extname, image.ccdnum, image.naxis1, image.naxis2],
             )
-            cur.execute("INSERT INTO metadata_obs_json (observation_id, data) VALUES (%s, %s)",
-                        [oid, Jsonb(image.header_json)])
+            cur.execute(
+                "INSERT INTO metadata_obs_json (observation_id, data) VALUES (%s, %s)",
+                [oid, Jsonb(image.header_json)],
+            )
             ids.append(oid)
     n = len(ids)
     return "ingested", f"{where}: ingested, {n} image{'s' * (n != 1)}", exp_id, tuple(ids)
@@ -197,7 +254,8 @@ def _one(conn: psycopg.Connection, path: Path, opts: _Options) -> FileResult:
     try:
         with conn.transaction() as tx:
             status, message, exp_id, ids = ingest_exposure(
-                conn, exposure, create_missing=opts.create_missing)
+                conn, exposure, create_missing=opts.create_missing
+            )
             if opts.dry_run:
                 message = message.replace(": ingested", ": would be ingested (dry run)")
                 exp_id, ids = None, ()
@@ -206,8 +264,12 @@ def _one(conn: psycopg.Connection, path: Path, opts: _Options) -> FileResult:
         return FileResult(str(path), "failed", f"{path}: {exc}", warnings=exposure.warnings)
     except psycopg.Error as exc:
         text = " ".join(str(exc).split())
-        return FileResult(str(path), "failed", f"{path}: database refused the file ({text})",
-                          warnings=exposure.warnings)
+        return FileResult(
+            str(path),
+            "failed",
+            f"{path}: database refused the file ({text})",
+            warnings=exposure.warnings,
+        )
     return FileResult(str(path), status, message, exp_id, ids, exposure.warnings)
 
 

@@ -29,13 +29,41 @@ from photdb.archive.headers import normalise_band
 __all__ = ["META_KEYS", "TIME_COLUMNS", "load_lightcurves", "read_lightcurve_table", "to_utc"]
 
 #: Per-point processing metadata kept in ``metadata_lc_json.data``.
-META_KEYS = ("comp_stars", "num_comp", "aver_comp", "num_calib", "type_calib", "detrend",
-             "detrend_mag", "detrend_mag_err", "type_detrend", "differential", "exp_time",
-             "binning", "temperature", "privileges", "check_stars", "airmass")
+META_KEYS = (
+    "comp_stars",
+    "num_comp",
+    "aver_comp",
+    "num_calib",
+    "type_calib",
+    "detrend",
+    "detrend_mag",
+    "detrend_mag_err",
+    "type_detrend",
+    "differential",
+    "exp_time",
+    "binning",
+    "temperature",
+    "privileges",
+    "check_stars",
+    "airmass",
+)
 #: Recognised time columns (lower case) and the time format they hold.
-TIME_COLUMNS = {"bjd_tdb": "bjd", "bjd": "bjd", "hjd": "hjd", "jd": "jd", "jd_utc": "jd",
-                "mjd": "mjd", "mjd_utc": "mjd", "dateobs": "iso", "date-obs": "iso",
-                "date_obs": "iso", "iso": "iso", "datetime": "iso", "utc": "iso", "time": "iso"}
+TIME_COLUMNS = {
+    "bjd_tdb": "bjd",
+    "bjd": "bjd",
+    "hjd": "hjd",
+    "jd": "jd",
+    "jd_utc": "jd",
+    "mjd": "mjd",
+    "mjd_utc": "mjd",
+    "dateobs": "iso",
+    "date-obs": "iso",
+    "date_obs": "iso",
+    "iso": "iso",
+    "datetime": "iso",
+    "utc": "iso",
+    "time": "iso",
+}
 _ALIASES = {
     "magnitude": ("magnitude", "mag", "mag_calib", "mag_cal"),
     "mag_err": ("mag_err", "magerr", "mag_error", "e_mag", "err", "merr"),
@@ -79,8 +107,14 @@ def _time_column(table: Table, time_format: str | None) -> tuple[str, str]:
     raise ValueError(f"no time column (one of {', '.join(TIME_COLUMNS)})")
 
 
-def to_utc(values, kind: str, *, scale: str = "utc", coord: SkyCoord | None = None,
-           location: EarthLocation | None = None) -> Time:
+def to_utc(
+    values,
+    kind: str,
+    *,
+    scale: str = "utc",
+    coord: SkyCoord | None = None,
+    location: EarthLocation | None = None,
+) -> Time:
     """Times of ``kind`` ('jd', 'mjd', 'iso', 'hjd', 'bjd') as an astropy Time in UTC.
 
     'bjd' is BJD_TDB and 'hjd' HJD_UTC; both need ``coord`` and are inverted
@@ -158,7 +192,8 @@ class _Resolver:
                 "SELECT id FROM objects WHERE gaia_name = %s OR lower(simbad_name) = lower(%s)"
                 " OR lower(vsx_name) = lower(%s) OR lower(ucac4_name) = lower(%s)"
                 " OR lower(apass_name) = lower(%s) ORDER BY id LIMIT 1",
-                [gaia, name, name, name, name]).fetchone()
+                [gaia, name, name, name, name],
+            ).fetchone()
             self.cache[key] = row[0] if row else None
         return self.cache[key]
 
@@ -166,17 +201,24 @@ class _Resolver:
         point = f"({ra!r}d, {dec!r}d)"
         row = self.cur.execute(
             "SELECT id FROM objects WHERE coordequ <@ scircle(%s::spoint, %s)"
-            " ORDER BY coordequ <-> %s::spoint LIMIT 1", [point, self.radius, point]).fetchone()
+            " ORDER BY coordequ <-> %s::spoint LIMIT 1",
+            [point, self.radius, point],
+        ).fetchone()
         return row[0] if row else None
 
     def id_of(self, table: str, value: str) -> int:
         key = (table, value)
         if key not in self.cache:
-            q = {"photosys": ("SELECT id FROM photosys WHERE band = %s",
-                              "INSERT INTO photosys (band) VALUES (%s) ON CONFLICT DO NOTHING"),
-                 "datasources": ("SELECT id FROM datasources WHERE progid = %s",
-                                 "INSERT INTO datasources (progid) VALUES (%s)"
-                                 " ON CONFLICT DO NOTHING")}[table]
+            q = {
+                "photosys": (
+                    "SELECT id FROM photosys WHERE band = %s",
+                    "INSERT INTO photosys (band) VALUES (%s) ON CONFLICT DO NOTHING",
+                ),
+                "datasources": (
+                    "SELECT id FROM datasources WHERE progid = %s",
+                    "INSERT INTO datasources (progid) VALUES (%s) ON CONFLICT DO NOTHING",
+                ),
+            }[table]
             row = self.cur.execute(q[0], [value]).fetchone()
             if row is None:
                 self.cur.execute(q[1], [value])
@@ -237,12 +279,12 @@ def load_lightcurves(
                 raise ValueError(f"{kind.upper()} times need a single object per table")
             (ra, dec) = cur.execute(
                 "SELECT degrees(long(coordequ)), degrees(lat(coordequ)) FROM objects WHERE id = %s",
-                [ids[0]]).fetchone()
+                [ids[0]],
+            ).fetchone()
             if ra is None:
                 raise ValueError(f"{kind.upper()} times need the object's position (id {ids[0]})")
             coord = SkyCoord(ra, dec, unit="deg")
-        times = to_utc(_column(table, tcol), kind, scale=time_scale, coord=coord,
-                       location=location)
+        times = to_utc(_column(table, tcol), kind, scale=time_scale, coord=coord, location=location)
         dateobs = times.to_datetime(timezone=UTC)
         mjd = times.utc.mjd
         bands = [b or band for b in _column(table, "band")]
@@ -252,21 +294,42 @@ def load_lightcurves(
         photosys = [res.id_of("photosys", normalise_band(b) or b) for b in bands]
         sources = [res.id_of("datasources", str(p)) for p in progids]
         obs_ids = [_observation(res, f, report) for f in _column(table, "filename")]
-        new_ids = [r[0] for r in cur.execute(
-            "SELECT nextval(pg_get_serial_sequence('lightcurves', 'id'))"
-            " FROM generate_series(1, %s)", [n]).fetchall()]
-        cols = {k: _column(table, k) for k in ("magnitude", "mag_err", "mag_diff",
-                                                "mag_diff_err", "quality")}
+        new_ids = [
+            r[0]
+            for r in cur.execute(
+                "SELECT nextval(pg_get_serial_sequence('lightcurves', 'id'))"
+                " FROM generate_series(1, %s)",
+                [n],
+            ).fetchall()
+        ]
+        cols = {
+            k: _column(table, k)
+            for k in ("magnitude", "mag_err", "mag_diff", "mag_diff_err", "quality")
+        }
         meta = {k: _column(table, k) for k in META_KEYS if k in table.colnames}
-        with cur.copy("COPY lightcurves (id, object_id, dateobs, mjd, magnitude, mag_err,"
-                      " mag_diff, mag_diff_err, quality, datasource_id, photosys_id,"
-                      " observation_id) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY lightcurves (id, object_id, dateobs, mjd, magnitude, mag_err,"
+            " mag_diff, mag_diff_err, quality, datasource_id, photosys_id,"
+            " observation_id) FROM STDIN"
+        ) as copy:
             for i in range(n):
                 q = cols["quality"][i]
-                copy.write_row([new_ids[i], ids[i], dateobs[i], float(mjd[i]),
-                                cols["magnitude"][i], cols["mag_err"][i], cols["mag_diff"][i],
-                                cols["mag_diff_err"][i], None if q is None else int(q),
-                                sources[i], photosys[i], obs_ids[i]])
+                copy.write_row(
+                    [
+                        new_ids[i],
+                        ids[i],
+                        dateobs[i],
+                        float(mjd[i]),
+                        cols["magnitude"][i],
+                        cols["mag_err"][i],
+                        cols["mag_diff"][i],
+                        cols["mag_diff_err"][i],
+                        None if q is None else int(q),
+                        sources[i],
+                        photosys[i],
+                        obs_ids[i],
+                    ]
+                )
         with cur.copy("COPY metadata_lc_json (lightcurve_id, data) FROM STDIN") as copy:
             for i in range(n):
                 data = {k: _json_safe(v[i]) for k, v in meta.items() if v[i] is not None}
@@ -303,10 +366,12 @@ def _observation(res: _Resolver, filename: str | None, report: LoadReport) -> in
         return None
     key = ("f", filename)
     if key not in res.cache:
-        rows = res.cur.execute("SELECT id FROM observations WHERE filename = %s LIMIT 2",
-                               [filename]).fetchall()
+        rows = res.cur.execute(
+            "SELECT id FROM observations WHERE filename = %s LIMIT 2", [filename]
+        ).fetchall()
         res.cache[key] = rows[0][0] if len(rows) == 1 else None
         if len(rows) != 1:
-            report.messages.append(f"observation {filename!r}: "
-                                   f"{'not found' if not rows else 'ambiguous'}, left empty")
+            report.messages.append(
+                f"observation {filename!r}: {'not found' if not rows else 'ambiguous'}, left empty"
+            )
     return res.cache[key]  # type: ignore[return-value]

@@ -23,24 +23,51 @@ from photdb.archive.headers import (
 from photdb.archive.tests.fitsfactory import write_decam_fz, write_maxim, write_nina
 
 
-@pytest.mark.parametrize(("raw", "instrument", "band"), [
-    ("r", None, "r_sdss"), ("r'", None, "r_sdss"), ("Sloan r", None, "r_sdss"),
-    ("SDSS r", None, "r_sdss"), ("rp", None, "r_sdss"), ("R", None, "R"), ("Rc", None, "R"),
-    ("V", None, "V"), ("B", None, "B"), ("I", None, "I"), ("Ic", None, "I"), ("L", None, "L"),
-    ("Lum", None, "L"), ("Clear", None, "clear"), ("sloan I", None, "i_sdss"),
-    ("r DECam SDSS c0002 6415.0 1480.0", "DECam", "r_decam"), ("VR", "DECam", "VR_decam"),
-    ("  ", None, None), ("XYZ-42", None, None),
-])
+@pytest.mark.parametrize(
+    ("raw", "instrument", "band"),
+    [
+        ("r", None, "r_sdss"),
+        ("r'", None, "r_sdss"),
+        ("Sloan r", None, "r_sdss"),
+        ("SDSS r", None, "r_sdss"),
+        ("rp", None, "r_sdss"),
+        ("R", None, "R"),
+        ("Rc", None, "R"),
+        ("V", None, "V"),
+        ("B", None, "B"),
+        ("I", None, "I"),
+        ("Ic", None, "I"),
+        ("L", None, "L"),
+        ("Lum", None, "L"),
+        ("Clear", None, "clear"),
+        ("sloan I", None, "i_sdss"),
+        ("r DECam SDSS c0002 6415.0 1480.0", "DECam", "r_decam"),
+        ("VR", "DECam", "VR_decam"),
+        ("  ", None, None),
+        ("XYZ-42", None, None),
+    ],
+)
 def test_filter_map(raw, instrument, band):
     assert normalise_band(raw, instrument=instrument) == band
 
 
-@pytest.mark.parametrize(("raw", "mode"), [
-    ("Light Frame", "light"), ("Dark Frame", "dark"), ("Flat Field", "flat"),
-    ("Bias Frame", "bias"), ("LIGHT", "light"), ("DARKFLAT", "darkflat"), ("Light", "light"),
-    ("object", "light"), ("zero", "bias"), ("dome flat", "flat"), ("dark", "dark"),
-    ("Something Else", "somethin"),
-])
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [
+        ("Light Frame", "light"),
+        ("Dark Frame", "dark"),
+        ("Flat Field", "flat"),
+        ("Bias Frame", "bias"),
+        ("LIGHT", "light"),
+        ("DARKFLAT", "darkflat"),
+        ("Light", "light"),
+        ("object", "light"),
+        ("zero", "bias"),
+        ("dome flat", "flat"),
+        ("dark", "dark"),
+        ("Something Else", "somethin"),
+    ],
+)
 def test_mode_map(raw, mode):
     assert normalise_mode(raw) == mode
 
@@ -86,12 +113,20 @@ def test_coordinates_and_fov():
     assert r.coordequsrc == "radec" and r.coordequ == pytest.approx((180.0, -10.5))
     r = parse_header(_header(**base, RA=12.5, DEC=45.0, FOCALLEN=1000.0, XPIXSZ=10.0), path="a")
     assert r.coordequsrc == "radec" and r.coordequ == pytest.approx((12.5, 45.0))
-    assert r.fov == pytest.approx((math.radians(100 * 2.0626500 / 3600),
-                                   math.radians(50 * 2.0626500 / 3600)))
+    assert r.fov == pytest.approx(
+        (math.radians(100 * 2.0626500 / 3600), math.radians(50 * 2.0626500 / 3600))
+    )
     # a WCS disagreeing with the optics by 20 % is kept, with a warning
-    wcs = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 10.0, "CRVAL2": 20.0,
-           "CRPIX1": 50.5, "CRPIX2": 25.5, "CDELT1": -2.0626500 * 1.2 / 3600,
-           "CDELT2": 2.0626500 * 1.2 / 3600}
+    wcs = {
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CRVAL1": 10.0,
+        "CRVAL2": 20.0,
+        "CRPIX1": 50.5,
+        "CRPIX2": 25.5,
+        "CDELT1": -2.0626500 * 1.2 / 3600,
+        "CDELT2": 2.0626500 * 1.2 / 3600,
+    }
     hdr = _header(**base, FOCALLEN=1000.0, XPIXSZ=10.0)
     hdr.update(wcs)
     r = parse_header(hdr, path="a")
@@ -103,12 +138,27 @@ def test_coordinates_and_fov():
 def test_header_to_json_types_and_merge():
     primary = _header(TELESCOP="T1", FILTER="V", EXPTIME=5)
     primary["COMMENT"] = "c"
-    ext = fits.Header([("EXTNAME", "S1"), ("FILTER", "r"), ("GAIN", fits.card.UNDEFINED),
-                       ("FLAG", True), ("CHECKSUM", "abc"), ("BIG", 2**40)])
+    ext = fits.Header(
+        [
+            ("EXTNAME", "S1"),
+            ("FILTER", "r"),
+            ("GAIN", fits.card.UNDEFINED),
+            ("FLAG", True),
+            ("CHECKSUM", "abc"),
+            ("BIG", 2**40),
+        ]
+    )
     ext["HISTORY"] = "h"
     data = header_to_json(ext, primary)
-    assert data == {"TELESCOP": "T1", "FILTER": "r", "EXPTIME": 5, "EXTNAME": "S1",
-                    "GAIN": None, "FLAG": True, "BIG": 2**40}
+    assert data == {
+        "TELESCOP": "T1",
+        "FILTER": "r",
+        "EXPTIME": 5,
+        "EXTNAME": "S1",
+        "GAIN": None,
+        "FLAG": True,
+        "BIG": 2**40,
+    }
     assert type(data["EXPTIME"]) is int
 
 
@@ -145,14 +195,23 @@ def test_truncated_files_are_refused(tmp_path, cut):
         raw = gzip.compress(write_nina(good).read_bytes())
         bad, name = raw[: len(raw) - 30], "t.fits.gz"
     elif cut == "fz":
-        hdus = fits.HDUList([fits.PrimaryHDU(header=_header(DATE_OBS="2020-01-01")),
-                             fits.CompImageHDU(np.random.default_rng(0).random((100, 100)))])
+        hdus = fits.HDUList(
+            [
+                fits.PrimaryHDU(header=_header(DATE_OBS="2020-01-01")),
+                fits.CompImageHDU(np.random.default_rng(0).random((100, 100))),
+            ]
+        )
         hdus.writeto(tmp_path / "src.fz")
         raw = (tmp_path / "src.fz").read_bytes()
         bad, name = raw[: len(raw) - 20000], "t.fz"
     else:
-        hdus = fits.HDUList([fits.PrimaryHDU(header=_header(DATE_OBS="2020-01-01")),
-                             fits.ImageHDU(np.zeros((20, 20))), fits.ImageHDU(np.ones((50, 50)))])
+        hdus = fits.HDUList(
+            [
+                fits.PrimaryHDU(header=_header(DATE_OBS="2020-01-01")),
+                fits.ImageHDU(np.zeros((20, 20))),
+                fits.ImageHDU(np.ones((50, 50))),
+            ]
+        )
         hdus.writeto(tmp_path / "src.fits")
         raw = (tmp_path / "src.fits").read_bytes()
         bad, name = raw[: len(raw) - 5000], "t.fits"

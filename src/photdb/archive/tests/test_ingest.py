@@ -57,14 +57,17 @@ def test_ingest_mixed_folder(archive, db_settings):
 
     with connect("writer", settings=db_settings) as conn:
         # nothing of a bad file: one exposure per good file; MEFs with 2 and 4 images
-        n_exp, n_img = conn.execute(
-            "SELECT count(*), sum(n_images) FROM galexposures").fetchone()
+        n_exp, n_img = conn.execute("SELECT count(*), sum(n_images) FROM galexposures").fetchone()
         assert (n_exp, n_img) == (len(names["good"]), len(names["good"]) + 1 + 3)
         for table in ("observations", "galimages", "metadata_obs_json"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == n_img
         bad = [n.split("/")[-1] for n in names["bad"]]
-        assert conn.execute("SELECT count(*) FROM observations WHERE filename = ANY(%s)",
-                            [bad]).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM observations WHERE filename = ANY(%s)", [bad]
+            ).fetchone()[0]
+            == 0
+        )
 
         (r,) = _rows(conn, "2021-10-22T20:13:42_r.fit")
         assert r[0] == datetime(2021, 10, 22, 20, 13, 42, tzinfo=UTC)
@@ -75,8 +78,12 @@ def test_ingest_mixed_folder(archive, db_settings):
         assert r[6:8] == ("light", "r_sdss")
         assert r[8] == pytest.approx(259.946337377513, abs=1e-6)
         assert r[9] == pytest.approx(76.6987591700176, abs=1e-6)
-        assert r[10:14] == ("wcs", "image", "2021-10-22T20:13:42_r.fit",
-                            str((root / "Alica/2021-10-22").resolve()))
+        assert r[10:14] == (
+            "wcs",
+            "image",
+            "2021-10-22T20:13:42_r.fit",
+            str((root / "Alica/2021-10-22").resolve()),
+        )
         mid = Time("2021-10-22T20:13:42", scale="utc").mjd + 15.0 / 86400.0
         assert r[14] == pytest.approx(mid, abs=1e-9) and r[15] == "UTC"
         assert r[16:21] == (0, None, None, 64, 48)
@@ -108,7 +115,9 @@ def test_ingest_mixed_folder(archive, db_settings):
 
         rows = _rows(conn, "c4d_190405_060708_ooi_r.fits.fz")
         assert [(x[16], x[17], x[18], x[19], x[20]) for x in rows] == [
-            (1, "S1", 25, 64, 32), (2, "N4", 35, 64, 32)]
+            (1, "S1", 25, 64, 32),
+            (2, "N4", 35, 64, 32),
+        ]
         for x in rows:
             assert x[2:4] == ("CTIO 4.0-m telescope", "DECam") and x[26] == "CTIO"
             assert x[6:8] == ("light", "r_decam") and x[10] == "wcs" and x[23] == 2
@@ -126,19 +135,25 @@ def test_ingest_mixed_folder(archive, db_settings):
         # the JSON header: typed values, no COMMENT/HISTORY/CHECKSUM, extension wins
         (data,) = conn.execute(
             "SELECT m.data FROM metadata_obs_json m JOIN observations o ON o.id = m.observation_id"
-            " WHERE o.filename = %s", ["2021-10-22T20:13:42_r.fit"]).fetchone()
+            " WHERE o.filename = %s",
+            ["2021-10-22T20:13:42_r.fit"],
+        ).fetchone()
         assert data["EXPTIME"] == 30.0 and data["NAXIS1"] == 64 and data["XBINNING"] == 1
         assert data["OBJECT"] == "VY UMi" and data["SIMPLE"] is True
         assert not {"HISTORY", "COMMENT", "", "CHECKSUM", "DATASUM"} & set(data)
         (data,) = conn.execute(
             "SELECT m.data FROM metadata_obs_json m JOIN galimages g ON g.id = m.observation_id"
-            " WHERE g.extname = 'N4'").fetchone()
+            " WHERE g.extname = 'N4'"
+        ).fetchone()
         assert data["INSTRUME"] == "DECam" and data["EXTNAME"] == "N4" and data["CCDNUM"] == 35
 
     # idempotent: the second run finds everything present and writes nothing
     again = ingest_paths(root, settings=db_settings)
-    assert (again.ingested, again.present, again.failed) == (0, len(names["good"]),
-                                                            len(names["bad"]))
+    assert (again.ingested, again.present, again.failed) == (
+        0,
+        len(names["good"]),
+        len(names["bad"]),
+    )
     with connect("writer", settings=db_settings) as conn:
         assert conn.execute("SELECT count(*) FROM galexposures").fetchone()[0] == n_exp
 
@@ -171,6 +186,7 @@ def test_conflict_unknown_names_and_dry_run(tmp_path, db_settings):
     with connect("writer", settings=db_settings) as conn:
         assert conn.execute("SELECT count(*) FROM observations").fetchone()[0] == 1
     # with the names now known, create_missing=False accepts a new file
-    ok = ingest_paths(write_maxim(b / "second.fit", seed=9), settings=db_settings,
-                      create_missing=False)
+    ok = ingest_paths(
+        write_maxim(b / "second.fit", seed=9), settings=db_settings, create_missing=False
+    )
     assert ok.ingested == 1, ok.messages

@@ -42,7 +42,8 @@ def loaded(tmp_path, db_settings):
 def _times(conn, where="o.simbad_name = 'TYC 4568-471-1'"):
     rows = conn.execute(
         "SELECT l.dateobs, l.mjd FROM lightcurves l JOIN objects o ON o.id = l.object_id"
-        f" WHERE {where} ORDER BY l.id").fetchall()
+        f" WHERE {where} ORDER BY l.id"
+    ).fetchall()
     return [r[0] for r in rows], np.array([r[1] for r in rows])
 
 
@@ -57,36 +58,53 @@ def test_time_conversions(loaded, tmp_path, kind):
     elif kind == "iso":
         values = truth.isot
     elif kind == "iso_offset":  # the same instants written in Tokyo local time
-        values = [d.astimezone(ZoneInfo("Asia/Tokyo")).isoformat()
-                  for d in truth.to_datetime(timezone=UTC)]
+        values = [
+            d.astimezone(ZoneInfo("Asia/Tokyo")).isoformat()
+            for d in truth.to_datetime(timezone=UTC)
+        ]
         kind = "dateobs"
     elif kind == "bjd_tdb":
         values = (truth.tdb + truth.light_travel_time(coord, location=KOLONICA)).jd
     else:
-        values = (truth.utc + truth.light_travel_time(coord, "heliocentric",
-                                                      location=KOLONICA)).jd
-    table = Table({kind: values, "mag": [10.0, 10.1, 10.2, 10.3], "mag_err": [0.01] * 4,
-                   "object": ["TYC 4568-471-1"] * 4})
+        values = (truth.utc + truth.light_travel_time(coord, "heliocentric", location=KOLONICA)).jd
+    table = Table(
+        {
+            kind: values,
+            "mag": [10.0, 10.1, 10.2, 10.3],
+            "mag_err": [0.01] * 4,
+            "object": ["TYC 4568-471-1"] * 4,
+        }
+    )
     path = tmp_path / "lc.ecsv"
     table.write(path)
-    rep = load_lightcurves(loaded, read_lightcurve_table(path), datasource="test", band="i'",
-                           location=KOLONICA)
+    rep = load_lightcurves(
+        loaded, read_lightcurve_table(path), datasource="test", band="i'", location=KOLONICA
+    )
     assert rep.inserted == 4
     for zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles"):
         loaded.execute(f"SET TIME ZONE '{zone}'")
         dateobs, mjd = _times(loaded)
         expected = truth.to_datetime(timezone=UTC)
-        assert max(abs((a - b).total_seconds()) for a, b in zip(dateobs, expected)) < 1e-3
+        assert (
+            max(abs((a - b).total_seconds()) for a, b in zip(dateobs, expected, strict=True)) < 1e-3
+        )
         assert np.max(np.abs(mjd - truth.mjd)) * 86400 < 1e-3
         (utc,) = loaded.execute(
-            "SELECT min(dateobs AT TIME ZONE 'UTC') FROM lightcurves").fetchone()
+            "SELECT min(dateobs AT TIME ZONE 'UTC') FROM lightcurves"
+        ).fetchone()
         assert abs((utc - datetime(2021, 10, 22, 20, 15, 10, 368000)).total_seconds()) < 1e-3
     assert loaded.execute("SELECT DISTINCT band FROM photosys").fetchall() == [("i_sdss",)]
 
 
 def test_unknown_object_rolls_back(loaded, tmp_path):
-    table = Table({"jd": [2459510.3, 2459510.4], "mag": [1.0, 2.0], "mag_err": [0.1, 0.1],
-                   "object": ["TYC 4568-471-1", "no such star"]})
+    table = Table(
+        {
+            "jd": [2459510.3, 2459510.4],
+            "mag": [1.0, 2.0],
+            "mag_err": [0.1, 0.1],
+            "object": ["TYC 4568-471-1", "no such star"],
+        }
+    )
     with pytest.raises(ValueError, match="no such star"):
         load_lightcurves(loaded, table, datasource="x", band="V")
     assert loaded.execute("SELECT count(*) FROM lightcurves").fetchone()[0] == 0
@@ -110,21 +128,38 @@ def test_seed_queries_k1_to_k7(loaded, tmp_path, db_settings):
     assert ingest_paths(frames, conn=conn).ingested == 1
 
     # the TYC star: the document's point plus two more, by Gaia id and file name
-    tyc = Table({
-        "jd": DOC_TIME.jd + np.array([0.0, 0.001, 0.002]),
-        "magnitude": [10.2437, 10.25, 10.26], "mag_err": [0.1190, 0.1, 0.1],
-        "gaia_name": ["Gaia DR3 1650000000000000001"] * 3, "filter": ["i_sdss"] * 3,
-        "filename": ["2021-10-22T20:13:42_r.fit"] * 3,
-        "comp_stars": [f"{COMP},494407193118781824"] * 2 + ["494407193118781824"],
-        "num_comp": [2, 2, 1], "aver_comp": [7.5607] * 3, "binning": ["2x2"] * 3,
-        "exp_time": [30.0] * 3, "temperature": [-20.0] * 3, "privileges": ["full"] * 3,
-    })
-    rep = load_lightcurves(conn, read_lightcurve_table(_write(tyc, tmp_path / "tyc.csv")),
-                           datasource="upjs")
+    tyc = Table(
+        {
+            "jd": DOC_TIME.jd + np.array([0.0, 0.001, 0.002]),
+            "magnitude": [10.2437, 10.25, 10.26],
+            "mag_err": [0.1190, 0.1, 0.1],
+            "gaia_name": ["Gaia DR3 1650000000000000001"] * 3,
+            "filter": ["i_sdss"] * 3,
+            "filename": ["2021-10-22T20:13:42_r.fit"] * 3,
+            "comp_stars": [f"{COMP},494407193118781824"] * 2 + ["494407193118781824"],
+            "num_comp": [2, 2, 1],
+            "aver_comp": [7.5607] * 3,
+            "binning": ["2x2"] * 3,
+            "exp_time": [30.0] * 3,
+            "temperature": [-20.0] * 3,
+            "privileges": ["full"] * 3,
+        }
+    )
+    rep = load_lightcurves(
+        conn, read_lightcurve_table(_write(tyc, tmp_path / "tyc.csv")), datasource="upjs"
+    )
     assert rep.inserted == 3 and not rep.messages
     # SS Cyg, found by position, with the comparison star in every point
-    ss = Table({"mjd": [59000.1, 59000.2], "mag": [12.0, 11.0], "mag_err": [0.02, 0.02],
-                "ra": [325.679] * 2, "dec": [43.5862] * 2, "comp_stars": [COMP] * 2})
+    ss = Table(
+        {
+            "mjd": [59000.1, 59000.2],
+            "mag": [12.0, 11.0],
+            "mag_err": [0.02, 0.02],
+            "ra": [325.679] * 2,
+            "dec": [43.5862] * 2,
+            "comp_stars": [COMP] * 2,
+        }
+    )
     load_lightcurves(conn, ss, datasource="upjs", band="V")
 
     q = _seed()
@@ -141,15 +176,29 @@ def test_seed_queries_k1_to_k7(loaded, tmp_path, db_settings):
     assert conn.execute(q[2]).fetchone()[0] == 2 + 2  # K3: two TYC points, two SS Cyg points
     k4 = conn.execute(q[3])
     cols = [d.name for d in k4.description]
-    assert cols[:13] == ["id", "dateobs", "accumtime", "telescope_id", "instrument_id", "fov",
-                         "mode", "band", "coordequ", "coordequsrc", "type", "filename",
-                         "path_to_fits"]
+    assert cols[:13] == [
+        "id",
+        "dateobs",
+        "accumtime",
+        "telescope_id",
+        "instrument_id",
+        "fov",
+        "mode",
+        "band",
+        "coordequ",
+        "coordequsrc",
+        "type",
+        "filename",
+        "path_to_fits",
+    ]
     row = k4.fetchone()
     assert row[0] == 100 and row[6:8] == ("light", "r_sdss") and row[9] == "wcs"
     (pretty,) = conn.execute(q[4]).fetchone()
     assert '"OBJECT": "VY UMi"' in pretty and '"EXPTIME": 30.0' in pretty
-    assert conn.execute("SELECT count(*) FROM lightcurves WHERE observation_id = 100"
-                        ).fetchone()[0] == 3
+    assert (
+        conn.execute("SELECT count(*) FROM lightcurves WHERE observation_id = 100").fetchone()[0]
+        == 3
+    )
     k6 = conn.execute(q[5]).fetchall()
     assert [r[1:] for r in k6] == [("V* SS Cyg", "SS Cyg")]
     ra, dec = map(float, re.findall(r"[-\d.e]+", k6[0][0]))

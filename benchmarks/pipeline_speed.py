@@ -1,0 +1,170 @@
+"""Seconds per chip and per 10^4 sources, by stage, against crowdsource's own fit time.
+
+Simulates one reference and one search exposure of a single chip, runs
+``reduce_reference`` and ``reduce_search`` (stage timings from the pipeline),
+times crowdsource's ``fit_im`` / ``fit_im_force`` alone on the same prepared
+chip, and times the database side: binary COPY of the catalogue (numpy encoder
+vs psycopg ``write_row``) into ``galsources`` of a scratch embedded database.
+
+    python benchmarks/pipeline_speed.py --nx 2048 --ny 1024 [--copy-rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nx", type=int, default=1024)
+    ap.add_argument("--ny", type=int, default=512)
+    ap.add_argument("--copy-rows", type=int, default=500_000)
+    args = ap.parse_args()
+
+    from photdb.photometry import measure_forced, measure_sources
+    from photdb.pipeline import PipelineConfig, _prepare, _Timer, reduce_reference, reduce_search
+    from photdb.references import load_chip
+    from photdb.sim import SimConfig, simulate_survey
+
+    tmp = Path(tempfile.mkdtemp(prefix="photdb-speed-"))
+    cfg = SimConfig(
+        nx=args.nx, ny=args.ny, n_chips=1, filters=("r",), n_epochs=1, n_references=1, seed=3
+    )
+    t = time.perf_counter()
+    truth = simulate_survey(tmp / "sim", cfg)
+    print(
+        f"simulated {args.nx}x{args.ny} chip: {len(truth.stars)} stars "
+        f"({time.perf_counter() - t:.1f} s)"
+    )
+    ep = truth.epochs
+    ref_file = tmp / "sim" / ep["filename"][ep["is_reference"]][0]
+    srch_file = tmp / "sim" / ep["filename"][~ep["is_reference"]][0]
+    pc = PipelineConfig()
+
+    t = time.perf_counter()
+    ref_img = load_chip(ref_file, 1, config=pc)
+    t_read = time.perf_counter() - t
+    t = time.perf_counter()
+    ref = reduce_reference(ref_img, config=pc)
+    t_ref = time.perf_counter() - t
+    srch_img = load_chip(srch_file, 1, config=pc)
+    t = time.perf_counter()
+    res = reduce_search(srch_img, ref.catalog, config=pc)
+    t_srch = time.perf_counter() - t
+    n_ref, n_forced = len(ref.catalog), len(res.catalog)
+
+    # crowdsource alone on the same prepared search chip
+    prep = _prepare(srch_img, pc, _Timer())
+    t = time.perf_counter()
+    det, psf = measure_sources(
+        prep.data,
+        variance=prep.variance,
+        mask=prep.mask,
+        fwhm_pix=prep.fwhm_pix,
+        config=pc.photometry,
+    )
+    t_cs_fit = time.perf_counter() - t
+    x, y = np.asarray(res.catalog["x"]), np.asarray(res.catalog["y"])
+    t = time.perf_counter()
+    measure_forced(
+        prep.data, x, y, variance=prep.variance, mask=prep.mask, psf=psf, config=pc.photometry
+    )
+    t_cs_force = time.perf_counter() - t
+
+    def show(name, total, timings, n):
+        print(
+            f"\n{name}: {total:.2f} s per chip, {1e4 * total / max(n, 1):.2f} s per 10^4 "
+            f"sources ({n} sources)"
+        )
+        for k, v in timings.items():
+            print(f"  {k:<18s} {v:8.3f} s  {1e4 * v / max(n, 1):8.3f} s/10^4")
+
+    print(f"read chip (FITS + mask + variance): {t_read:.3f} s")
+    show("reference (reduce_reference)", t_ref, ref.stats["timings_s"], n_ref)
+    show("search (reduce_search)", t_srch, res.stats["timings_s"], n_forced)
+    print(
+        f"\ncrowdsource alone on the search chip: fit_im {t_cs_fit:.2f} s, "
+        f"fit_im_force {t_cs_force:.2f} s, sum {t_cs_fit + t_cs_force:.2f} s"
+    )
+    print(f"pipeline search time / crowdsource time = {t_srch / (t_cs_fit + t_cs_force):.2f}")
+
+    # ---------------------------------------------------------------- database
+    os.environ["PHOTDB_HOME"] = str(tmp / "home")
+    os.environ.pop("DB_HOST", None)
+    from photdb.config import load_settings
+    from photdb.db import connect, galactic
+    from photdb.db.connection import resolve
+
+    settings = resolve(load_settings())
+    reps = max(1, args.copy_rows // max(n_forced, 1))
+    cat = res.catalog[np.asarray(res.catalog["flux"]) > 0]
+    big = {
+        c: np.tile(np.asarray(cat[c]), reps)
+        for c in (
+            "ra",
+            "dec",
+            "mag",
+            "magerr",
+            "magerr_raw",
+            "flux",
+            "dflux",
+            "x",
+            "y",
+            "qf",
+            "rchi2",
+            "fracflux",
+            "flags",
+        )
+    }
+    rng = np.random.default_rng(0)
+    big["ra"] = big["ra"] + rng.normal(0, 0.05, big["ra"].size)  # spread over a patch of sky
+    big["dec"] = big["dec"] + rng.normal(0, 0.05, big["dec"].size)
+    from astropy.table import Table
+
+    tab = Table(big)
+    n = len(tab)
+    ref_ids = np.arange(1, n + 1, dtype=np.int64)
+    with connect("writer", settings) as conn:
+        for attempt in ("numpy", "write_row"):
+            with conn.transaction(), conn.cursor() as cur:
+                t = time.perf_counter()
+                if attempt == "numpy":
+                    galactic.write_sources(cur, 1, tab, ref_ids=ref_ids)
+                else:
+                    ids = galactic.allocate_source_ids(cur, n)
+                    order = np.argsort(ids)
+                    cols = list(galactic.GALSOURCE_COLUMNS)
+                    arrays = {
+                        "id": ids,
+                        "galimage_id": np.full(n, 2),
+                        "ref_id": ref_ids,
+                        **{c: np.asarray(tab[c]) for c in big},
+                    }
+                    with cur.copy(
+                        f"COPY galsources ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
+                    ) as cp:
+                        cp.set_types(list(galactic.GALSOURCE_COLUMNS.values()))
+                        for row in zip(*(arrays[c][order].tolist() for c in cols), strict=True):
+                            cp.write_row(row)
+                dt = time.perf_counter() - t
+            print(
+                f"COPY {n} rows ({attempt}, indexed partitioned galsources): "
+                f"{n / dt:,.0f} rows/s ({dt:.2f} s)"
+            )
+        t = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            galactic.allocate_source_ids(cur, 100_000)
+        print(f"id pre-allocation: {1e5 / (time.perf_counter() - t):,.0f} ids/s")
+    from photdb.db.server import EmbeddedServer
+
+    EmbeddedServer(settings.home).stop()
+
+
+if __name__ == "__main__":
+    main()

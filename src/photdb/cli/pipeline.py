@@ -1,0 +1,179 @@
+"""``photdb reference | process | variables | demo``: the crowded-field pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table as RichTable
+
+from photdb.cli import app, console, err_console
+from photdb.config import load_settings
+from photdb.errors import ConfigError, PhotdbError
+
+
+class ProcessingFailed(PhotdbError):
+    """Some images failed (each is marked failed with its reason)."""
+
+
+def _config(path: Path | None):
+    from photdb.pipeline import PipelineConfig
+
+    if path is None:
+        return PipelineConfig()
+    try:
+        return PipelineConfig.from_toml(path)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{path}: cannot read pipeline settings ({exc})") from None
+
+
+@app.command("reference")
+def reference(
+    targets: list[str] = typer.Argument(
+        ..., help="FITS files (ingested if new) or galexposures ids; several per filter allowed."
+    ),
+    stack: bool = typer.Option(
+        False,
+        "--stack",
+        help="Combine several references of a filter into an outlier-"
+        "rejected stack (written to $PHOTDB_HOME/stacks/) and use it as the reference.",
+    ),
+    primary: str | None = typer.Option(
+        None,
+        "--primary",
+        help="File or exposure id to use as the primary reference "
+        "(default: best header seeing, else the earliest).",
+    ),
+    config: Path | None = typer.Option(None, "--config", help="Pipeline settings (TOML)."),
+) -> None:
+    """Mark exposures as the references of their filters (replacing earlier references)."""
+    from photdb.db import connect
+    from photdb.references import mark_references
+
+    settings = load_settings()
+    cfg = _config(config) if stack else None
+    with connect("writer", settings) as conn:
+        sets = mark_references(conn, targets, stack=stack, primary=primary, config=cfg)
+    for s in sets:
+        others = ", ".join(map(str, s.member_exposure_ids)) or "none"
+        console.print(
+            f"filter {s.filter}: {s.kind} reference, primary exposure {s.primary_exposure_id}"
+            f" (other members: {others})"
+        )
+
+
+@app.command("process")
+def process_cmd(
+    filter: str | None = typer.Option(None, "--filter", "-f", help="Only this filter."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Parallel worker processes."),
+    config: Path | None = typer.Option(None, "--config", help="Pipeline settings (TOML)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed images too."),
+) -> None:
+    """Process references, then every search image not yet processed (resumable)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from photdb.process import process
+
+    cfg = _config(config)
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, disable=not err_console.is_terminal,
+    ) as bar:  # fmt: skip
+        current = {}
+
+        def stage(name: str, n: int) -> None:
+            current["task"] = bar.add_task(name, total=n)
+
+        def one(o) -> None:
+            bar.advance(current["task"])
+            if o.status == "failed":
+                err_console.print(f"[red]image {o.galimage_id} failed:[/] {o.message}",
+                                  highlight=False)  # fmt: skip
+
+        report = process(load_settings(), filter=filter, jobs=jobs, config=cfg,
+                         retry_failed=retry_failed, progress=stage, on_image=one)  # fmt: skip
+    for w in report.waiting:
+        console.print(f"[yellow]waiting:[/] {w}", highlight=False)
+    if report.nothing_to_do:
+        console.print("nothing to do")
+        return
+    done = report.done
+    console.print(
+        f"processed {len(done)} image(s) in {report.seconds:.1f} s: "
+        f"{sum(o.n_saved for o in done)} sources saved, "
+        f"{sum(o.n_variables for o in done)} variable detections"
+    )
+    if report.failed:
+        raise ProcessingFailed(f"{len(report.failed)} image(s) failed; see galimages.failure")
+
+
+def repeat_table(counts) -> RichTable:
+    """The notebook's "Repeated Detections / Number of Objects" table."""
+    t = RichTable(title="variable detections per reference source")
+    t.add_column("Repeated Detections", justify="right")
+    t.add_column("Number of Objects", justify="right")
+    for num, count in zip(counts["num"], counts["count"], strict=True):
+        t.add_row(str(num), str(count))
+    return t
+
+
+def candidates_table(cands, matches=None) -> RichTable:
+    """Variable candidates, worst first."""
+    t = RichTable(title="variable candidates (worst first)")
+    for name in ("refid", "filter", "ra", "dec", "ref mag", "#dets", "χ²/ν", "ampl", "epochs"):
+        t.add_column(name, justify="left" if name in ("filter", "epochs") else "right")
+    if matches is not None:
+        t.add_column("other filters")
+    for r in cands:
+        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.6f}", f"{r['dec']:.6f}",
+               f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
+               f"{r['amplitude']:.2f}", str(r["epochs"]).replace(",", " ")]  # fmt: skip
+        if matches is not None:
+            sel = matches[matches["refsource_id"] == r["refsource_id"]]
+            row.append(" ".join(f"{m['match_filter']}:{m['match_id']}({m['match_ndet']})"
+                                for m in sel) or "-")  # fmt: skip
+        t.add_row(*row)
+    return t
+
+
+@app.command("variables")
+def variables(
+    filter: str | None = typer.Option(None, "--filter", "-f", help="Only this filter."),
+    min_repeats: int = typer.Option(2, "--min-repeats", min=1, help="Minimum detections."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Candidates to list."),
+    cross_filter: bool = typer.Option(
+        False, "--cross-filter", help="Match candidates to reference sources of other filters."
+    ),
+    radius: float = typer.Option(0.5, "--radius", help="Cross-filter radius, arcsec."),
+) -> None:
+    """Repeat counts (the notebook's first query) and variable candidates, worst first."""
+    from photdb.db import connect, galactic
+
+    with connect("readonly", load_settings()) as conn:
+        counts = galactic.repeat_counts(conn, filter=filter)
+        cands = galactic.variable_candidates(
+            conn, filter=filter, min_repeats=min_repeats, limit=limit
+        )
+        matches = (
+            galactic.cross_filter_matches(conn, cands, radius_arcsec=radius)
+            if cross_filter
+            else None
+        )
+    console.print(repeat_table(counts))
+    if len(cands) == 0:
+        console.print(f"no candidates with at least {min_repeats} detections")
+        return
+    console.print(candidates_table(cands, matches))
+
+
+@app.command("demo")
+def demo(
+    outdir: Path = typer.Option(
+        Path("photdb-demo"), "--outdir", "-o", help="Where the simulated survey and plot go."
+    ),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel worker processes."),
+) -> None:
+    """Simulate a small survey, ingest, reference, process, list variables, plot one."""
+    from photdb.demo import run_demo
+
+    run_demo(outdir, jobs=jobs, console=console)

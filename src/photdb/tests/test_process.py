@@ -1,0 +1,375 @@
+"""End to end: simulate -> ingest -> reference -> process, checked against the DB and truth.
+
+One tiny survey (two filters, one 256 x 128 chip, three references and three
+epochs per filter) is processed once with two workers into a module database;
+the tests read it. A second database processes filter g with one worker, with
+a crash injected after the COPY of one image, and must end with the same rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+from photdb.db import connect, galactic
+from photdb.db.copy import Column, encode_binary_copy, sky_order
+from photdb.db.seedsql import split_sql
+
+SEED_SQL = Path(__file__).resolve().parents[1] / "db" / "tests" / "data" / "galactic_pipeline.sql"
+NOTEBOOK_ID = "284560863"
+NOTEBOOK_RA, NOTEBOOK_DEC = "271.486119431597", "-28.9101692547778"
+_n = itertools.count()
+
+
+def _sim_config():
+    from photdb.sim import SimConfig
+
+    # more variables than the default 5% so that the recovery check has a sample
+    return SimConfig(nx=256, ny=128, n_chips=1, filters=("g", "r"), n_epochs=3,
+                     n_references=3, variable_fraction=0.2, seed=7)  # fmt: skip
+
+
+def _pipeline_config():
+    """Defaults, except fewer calibration stars: the test chip is tiny (~300 stars)."""
+    from dataclasses import replace
+
+    from photdb.pipeline import PipelineConfig
+
+    cfg = PipelineConfig()
+    return replace(cfg, calibration=replace(cfg.calibration, min_stars=25))
+
+
+def _new_database(template_settings):
+    from photdb.db.migrate import _superuser_connect, apply_grants
+    from photdb.db.server import EmbeddedServer
+
+    name = f"photdb_proc{os.getpid()}_{next(_n)}"
+    server = EmbeddedServer(template_settings.home)
+    with _superuser_connect(server) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE photdb_template OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(template_settings.user("admin"))))  # fmt: skip
+    settings = template_settings.with_dbname(name)
+    with psycopg.connect(host=settings.host, port=settings.port, dbname=name,
+                         user=settings.user("admin"), password=settings.password("admin"),
+                         autocommit=True) as conn:  # fmt: skip
+        apply_grants(conn, settings)
+    return settings, server, name
+
+
+def _drop(server, name):
+    from photdb.db.migrate import _superuser_connect
+
+    with _superuser_connect(server) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))  # fmt: skip
+
+
+def _ingest_and_mark(settings, simdir, truth):
+    from photdb.archive.ingest import ingest_paths
+    from photdb.references import mark_references
+
+    report = ingest_paths(simdir, settings=settings)
+    assert report.failed == 0, report.messages
+    refs = [str(simdir / f) for f in truth.epochs["filename"][truth.epochs["is_reference"]]]
+    with connect("writer", settings) as conn:
+        return mark_references(conn, refs)
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    from photdb.sim import simulate_survey
+
+    simdir = tmp_path_factory.mktemp("sim")
+    truth = simulate_survey(simdir, _sim_config())
+    return simdir, truth
+
+
+@pytest.fixture(scope="module")
+def processed(template_settings, survey):
+    from photdb.process import process
+
+    simdir, truth = survey
+    settings, server, name = _new_database(template_settings)
+    sets = _ingest_and_mark(settings, simdir, truth)
+    report = process(settings, jobs=2, config=_pipeline_config())
+    yield settings, truth, sets, report
+    _drop(server, name)
+
+
+def test_binary_copy_encoder_roundtrip(db_settings):
+    ids = np.array([3, 1, 2], np.int64)
+    cols = [Column("id", "int8", ids), Column("galimage_id", "int4", np.array([1, 1, 1])),
+            Column("ra", "float8", np.array([10.0, 10.1, 10.2])),
+            Column("dec", "float8", np.array([-5.0, -5.1, -5.2])),
+            Column("mag", "float4", np.array([17.0, np.nan, 18.0])),
+            Column("ref_id", "int8", np.array([0, 7, 0]), np.array([1, 0, 1], bool))]  # fmt: skip
+    data = encode_binary_copy(cols)
+    assert data.startswith(b"PGCOPY\n\xff\r\n\x00") and data.endswith(b"\xff\xff")
+    with connect("writer", db_settings) as conn, conn.cursor() as cur:
+        from photdb.db.copy import copy_columns
+
+        assert copy_columns(cur, "galsources", cols) == 3
+        rows = cur.execute("SELECT id, mag, ref_id FROM galsources ORDER BY id").fetchall()
+    assert rows == [(1, None, 7), (2, 18.0, None), (3, 17.0, None)]
+
+
+def test_sky_order_is_local():
+    rng = np.random.default_rng(1)
+    ra, dec = 271.4 + rng.uniform(0, 0.1, 5000), -28.9 + rng.uniform(0, 0.05, 5000)
+    o = sky_order(ra, dec)
+    assert sorted(o) == list(range(5000))
+    step = np.hypot(np.diff(ra[o]) * np.cos(np.radians(-28.9)), np.diff(dec[o]))
+    rand = np.hypot(np.diff(ra) * np.cos(np.radians(-28.9)), np.diff(dec))
+    assert np.median(step) < 0.1 * np.median(rand)
+
+
+def test_everything_processed_and_audited(processed):
+    settings, truth, sets, report = processed
+    assert not report.failed, [o.message for o in report.failed]
+    assert {s.kind for s in sets} == {"set"}
+    n_chips = len(truth.epochs)  # one chip per exposure
+    with connect("readonly", settings) as conn:
+        status = conn.execute("SELECT status, count(*) FROM galimages GROUP BY 1").fetchall()
+        assert status == [("done", n_chips)]
+        search = conn.execute(
+            "SELECT i.id, i.reference, zp, zp_scatter, cheb_coeffs, chi2nu, error_factor,"
+            " astrom_rms_arcsec, astrom_nmatch, seeing_fwhm_arcsec, sky_level, n_detected,"
+            " n_forced, n_saved, n_variables, wcs_header, provenance_id, code_version,"
+            " processed_at, details FROM galimages i JOIN galexposures e"
+            " ON e.id = i.galexposure_id WHERE NOT e.is_reference"
+        ).fetchall()
+        assert len(search) == 2 * 3
+        for row in search:
+            assert all(v is not None for v in row), row
+            assert len(row[4]) == 5 and row[7] < 0.1 and row[8] > 20
+            assert "CRVAL1" in row[15] and re.fullmatch(r"[0-9a-f]{16}", row[16])
+            assert row[13] <= row[12] and "timings_s" in row[19]
+            n = conn.execute("SELECT count(*) FROM galsources WHERE galimage_id = %s",
+                             [row[0]]).fetchone()[0]  # fmt: skip
+            assert n == row[13] > 100
+            nv = conn.execute("SELECT count(*) FROM galvarobjs WHERE galimage_id = %s",
+                              [row[0]]).fetchone()[0]  # fmt: skip
+            assert nv == row[14]
+        # every forced row links to a reference source of the reference image it used
+        bad = conn.execute(
+            "SELECT count(*) FROM galsources s JOIN galimages i ON s.galimage_id = i.id"
+            " LEFT JOIN galsources r ON r.id = s.ref_id"
+            " WHERE i.reference IS NOT NULL AND (r.id IS NULL OR r.galimage_id <> i.reference"
+            " OR r.ref_id IS NOT NULL)"
+        ).fetchone()[0]
+        assert bad == 0
+        # galvarobjs: galsource_id is the new row, refsource_id its reference source
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM galvarobjs v JOIN galsources s ON s.id = v.galsource_id"
+                " WHERE s.ref_id <> v.refsource_id OR s.galimage_id <> v.galimage_id"
+            ).fetchone()[0]
+            == 0
+        )
+        assert conn.execute("SELECT count(*) FROM galvarobjs").fetchone()[0] > 0
+        prov = conn.execute("SELECT count(*), min(code_version) FROM galprovenance").fetchone()
+        import photdb
+
+        assert prov == (1, photdb.__version__)
+
+
+def test_rerun_is_a_noop(processed):
+    from photdb.process import process
+
+    settings = processed[0]
+    with connect("readonly", settings) as conn:
+        before = conn.execute("SELECT count(*) FROM galsources").fetchone()
+    report = process(settings, jobs=1, config=_pipeline_config())
+    assert report.nothing_to_do
+    with connect("readonly", settings) as conn:
+        assert conn.execute("SELECT count(*) FROM galsources").fetchone() == before
+
+
+def test_seed_queries_on_pipeline_output(processed):
+    settings, truth, _, _ = processed
+    q1, q2, q3, q4, q5, q6 = split_sql(SEED_SQL.read_text())
+    n_epochs = truth.config.n_epochs
+    with connect("readonly", settings) as conn:
+        counts = conn.execute(q1).fetchall()
+        assert counts and all(1 <= num <= 2 * n_epochs for num, _ in counts)
+        assert conn.execute(q2).fetchall() == []  # nobody is detected 9 times in 3 epochs
+        top = counts[0][0]
+        rows = conn.execute(q2.replace("num=9", f"num={top}")).fetchall()
+        assert len(rows) == min(10, counts[0][1]) and all(r[0] == top for r in rows)
+        rid = str(rows[0][1])
+        det = conn.execute(q3.replace(NOTEBOOK_ID, rid)).fetchall()
+        assert len(det) == top and [r[0] for r in det] == sorted(r[0] for r in det)
+        assert conn.execute(q4.replace(NOTEBOOK_ID, rid)).fetchall()
+        # a bright isolated reference source present in both filters: Q5/Q6 at its position
+        ra, dec = _bright_two_filter_source(conn)
+        for q, radius in ((q5, 0.3), (q6, 0.5)):
+            stmt = q.replace(NOTEBOOK_RA, repr(ra)).replace(NOTEBOOK_DEC, repr(dec))
+            lc = conn.execute(stmt).fetchall()
+            per_filter = {b: sum(1 for r in lc if r[1] == b) for b in {r[1] for r in lc}}
+            # each filter: the reference catalogue point plus one per search epoch
+            assert per_filter == {b: n_epochs + 1 for b in per_filter}, (radius, per_filter)
+            assert len(per_filter) == 2
+        lc = galactic.lightcurve_by_cone(conn, ra, dec, 0.3)
+        assert len(lc) == 2 * (n_epochs + 1) and set(lc.colnames) >= {
+            "mjd", "filter", "mag", "magerr", "is_reference"}  # fmt: skip
+
+
+def _bright_two_filter_source(conn):
+    """A reference source matched (< 0.1") in the other filter, nothing else within 1"."""
+    rows = conn.execute(
+        "SELECT s.id, s.ra, s.dec, s.mag, e.filter, (SELECT count(*) FROM galsources f"
+        " WHERE f.ref_id = s.id) FROM galsources s JOIN galimages i ON s.galimage_id = i.id"
+        " JOIN galexposures e ON i.galexposure_id = e.id WHERE s.ref_id IS NULL"
+    ).fetchall()
+    ra = np.array([r[1] for r in rows])
+    dec = np.array([r[2] for r in rows])
+    mag = np.array([r[3] for r in rows])
+    band = np.array([r[4] for r in rows])
+    nforced = np.array([r[5] for r in rows])
+    bands = sorted(set(band))
+    for k in np.argsort(mag):
+        if band[k] != bands[0] or not 15.5 < mag[k] < 19 or nforced[k] != 3:
+            continue
+        d = np.hypot((ra - ra[k]) * np.cos(np.radians(dec[k])), dec - dec[k]) * 3600
+        near = np.flatnonzero(d < 1.0)
+        others = [j for j in near if j != k]
+        if len(others) == 1 and band[others[0]] != band[k] and d[others[0]] < 0.1:
+            if nforced[others[0]] == 3:
+                return float(ra[k]), float(dec[k])
+    raise AssertionError("no isolated source measured in both filters")
+
+
+def test_lightcurve_by_refsource(processed):
+    settings, truth, _, _ = processed
+    with connect("readonly", settings) as conn:
+        cands = galactic.variable_candidates(conn, min_repeats=1, limit=5)
+        assert len(cands) and cands["ndet"][0] >= cands["ndet"][-1]
+        lc = galactic.lightcurve_by_refsource(conn, int(cands["refsource_id"][0]))
+        assert (lc["ref_id"] == -1).sum() == 1 and len(lc) <= truth.config.n_epochs + 1
+        assert list(lc["mjd"]) == sorted(lc["mjd"])
+        m = galactic.cross_filter_matches(conn, cands, radius_arcsec=0.5)
+        assert set(m.colnames) >= {"refsource_id", "match_filter", "sep_arcsec"}
+        assert np.all(np.asarray(m["sep_arcsec"]) <= 0.5)
+
+
+def test_variables_recovered_against_truth(processed):
+    from astropy.coordinates import SkyCoord
+
+    from photdb.sim import star_magnitudes
+
+    settings, truth, _, _ = processed
+    stars = truth.stars
+    ep = truth.epochs
+    with connect("readonly", settings) as conn:
+        ndet = dict(conn.execute(
+            "SELECT refsource_id, count(*) FROM galvarobjs GROUP BY 1").fetchall())  # fmt: skip
+        recoverable = found = 0
+        for band in truth.config.filters:
+            refs = conn.execute(
+                "SELECT s.id, s.ra, s.dec, s.mag, s.magerr FROM galsources s"
+                " JOIN galimages i ON s.galimage_id = i.id JOIN galexposures e"
+                " ON i.galexposure_id = e.id WHERE s.ref_id IS NULL AND e.filter LIKE %s",
+                [band + "%"],
+            ).fetchall()
+            r = np.array(refs, float)
+            cat = SkyCoord(r[:, 1], r[:, 2], unit="deg")
+            tru = SkyCoord(np.asarray(stars["ra"]), np.asarray(stars["dec"]), unit="deg")
+            idx, sep, _ = tru.match_to_catalog_sky(cat)
+            sel = ep["filter"] == band
+            ref_mjd = ep["mjd"][sel & ep["is_reference"]]
+            srch_mjd = ep["mjd"][sel & ~ep["is_reference"]]
+            ref_true = np.median([star_magnitudes(stars, m, band) for m in ref_mjd], axis=0)
+            dm = np.array([star_magnitudes(stars, m, band) for m in srch_mjd]) - ref_true
+            big = (np.abs(dm) >= 0.3).sum(axis=0) >= 2  # >= 0.3 mag off on 2+ epochs
+            ok = (
+                np.asarray(stars["kind"] == "periodic")
+                & (np.asarray(stars["amplitude"]) >= 0.3)
+                & big
+                & (sep.arcsec < 0.3)
+                & (np.asarray(stars["neighbour_dist_arcsec"]) > 1.5)
+                & (ref_true < 20.0)
+                & (ref_true > 15.0)
+                & (np.abs(r[idx, 3] - ref_true) < 0.3)
+            )
+            for i in np.flatnonzero(ok):
+                recoverable += 1
+                found += ndet.get(int(r[idx[i], 0]), 0) >= 2
+    assert recoverable >= 3
+    assert found >= 0.95 * recoverable, (found, recoverable)
+
+
+def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, template_settings,
+                                                        monkeypatch):  # fmt: skip
+    from photdb import process as proc
+
+    settings_a = processed[0]
+    simdir, truth = survey
+    cfg = _pipeline_config()
+    settings, server, name = _new_database(template_settings)
+    try:
+        _ingest_and_mark(settings, simdir, truth)
+        with connect("readonly", settings) as conn:
+            victim = conn.execute(
+                "SELECT i.id FROM galimages i JOIN galexposures e ON e.id = i.galexposure_id"
+                " WHERE NOT e.is_reference AND e.filter LIKE 'g%' ORDER BY e.mjd LIMIT 1"
+            ).fetchone()[0]
+
+        def crash(gid):
+            if gid == victim:
+                raise RuntimeError("simulated crash after COPY")
+
+        monkeypatch.setitem(proc.HOOKS, "after_copy", crash)
+        report = proc.process(settings, jobs=1, filter=_band(settings, "g"), config=cfg)
+        assert [o.galimage_id for o in report.failed] == [victim]
+        with connect("readonly", settings) as conn:
+            st, why = conn.execute("SELECT status, failure FROM galimages WHERE id = %s",
+                                   [victim]).fetchone()  # fmt: skip
+            assert st == "failed" and "simulated crash" in why and "\n" not in why
+            for table in ("galsources", "galvarobjs"):
+                q = sql.SQL("SELECT count(*) FROM {} WHERE galimage_id = %s").format(
+                    sql.Identifier(table))  # fmt: skip
+                assert conn.execute(q, [victim]).fetchone()[0] == 0
+        monkeypatch.setitem(proc.HOOKS, "after_copy", None)
+        g = _band(settings, "g")
+        assert (
+            proc.process(settings, jobs=1, filter=g, config=cfg).outcomes == ()
+        )  # failed wait for retry
+        again = proc.process(settings, jobs=1, filter=g, retry_failed=True, config=cfg)
+        assert [o.galimage_id for o in again.done] == [victim]
+        assert _rows(settings, "g") == _rows(settings_a, "g")
+    finally:
+        _drop(server, name)
+
+
+def _band(settings, band):
+    with connect("readonly", settings) as conn:
+        return conn.execute("SELECT DISTINCT filter FROM galexposures WHERE filter LIKE %s",
+                            [band + "%"]).fetchone()[0]  # fmt: skip
+
+
+def _rows(settings, band):
+    with connect("readonly", settings) as conn:
+        src = conn.execute(
+            "SELECT e.filename, i.hdu, round(s.ra::numeric, 9), round(s.dec::numeric, 9),"
+            " round(s.mag::numeric, 4), round(s.magerr::numeric, 4), s.ref_id IS NULL"
+            " FROM galsources s JOIN galimages i ON s.galimage_id = i.id"
+            " JOIN galexposures e ON i.galexposure_id = e.id WHERE e.filter LIKE %s"
+            " ORDER BY 1, 2, 3, 4",
+            [band + "%"],
+        ).fetchall()
+        var = conn.execute(
+            "SELECT e.filename, round(r.ra::numeric, 9), round(r.dec::numeric, 9)"
+            " FROM galvarobjs v JOIN galsources r ON r.id = v.refsource_id"
+            " JOIN galimages i ON v.galimage_id = i.id JOIN galexposures e"
+            " ON i.galexposure_id = e.id WHERE e.filter LIKE %s ORDER BY 1, 2, 3",
+            [band + "%"],
+        ).fetchall()
+    assert src
+    return src, var
