@@ -28,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from photdb.photometry import measure_forced, measure_sources
-    from photdb.pipeline import PipelineConfig, _prepare, _Timer, reduce_reference, reduce_search
+    from photdb.pipeline import PipelineConfig, prepare_image, reduce_reference, reduce_search
     from photdb.references import load_chip
     from photdb.sim import SimConfig, simulate_survey
 
@@ -60,7 +60,7 @@ def main() -> None:
     n_ref, n_forced = len(ref.catalog), len(res.catalog)
 
     # crowdsource alone on the same prepared search chip
-    prep = _prepare(srch_img, pc, _Timer())
+    prep = prepare_image(srch_img, config=pc)
     t = time.perf_counter()
     det, psf = measure_sources(
         prep.data,

@@ -733,6 +733,9 @@ def build_stacked_reference(
             data, wcs_list, target_wcs=target, shape=shape, variances=var, masks=masks,
             config=config.stack,
         )  # fmt: skip
+        stack, svar = _median_where_rejected(
+            stack, svar, n_used, data, wcs_list, masks, target, preps[0].fwhm_pix, config
+        )
         mask = np.zeros(shape, dtype=np.int32)
         for p, w in zip(preps, wcs_list, strict=True):
             mask |= _resample_bits(p.mask & MaskBits.SATURATED, w, target, shape)
@@ -749,6 +752,43 @@ def build_stacked_reference(
     header["PDBVERS"] = (photdb.__version__, "photdb version")
     img0 = images[0]
     return Image(stack, mask, svar, target, header, img0.gain, img0.readnoise, np.inf)
+
+
+def _median_where_rejected(
+    stack, svar, n_used, data, wcs_list, masks, target, fwhm_pix, config
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median around clusters of rejected pixels (artefacts and their wings).
+
+    :func:`photdb.stack.stack_images` rejects an artefact's bright core but keeps
+    its faint wings (each below the per-pixel threshold), which leaves a faint
+    "source" in the stack.  Where at least ``min_images_clip`` images overlap and
+    >= 3 pixels of a 5 x 5 box had a value rejected, the region grown by 2 FWHM
+    takes the median of the resampled images instead (variance x pi/2).
+    """
+    from scipy.ndimage import binary_dilation, uniform_filter
+
+    from photdb.stack import resample_image
+
+    shape = stack.shape
+    cube = np.array(
+        [
+            resample_image(d, w, target_wcs=target, shape=shape, mask=m, config=config.stack)[0]
+            for d, w, m in zip(data, wcs_list, masks, strict=True)
+        ]
+    )
+    n_valid = np.isfinite(cube).sum(axis=0)
+    enough = n_valid >= max(3, config.stack.min_images_clip)
+    rejected = enough & (n_valid > n_used)
+    cluster = uniform_filter(rejected.astype(float), 5) * 25 >= 3 - 1e-6
+    if not cluster.any():
+        return stack, svar
+    grow = int(np.ceil(2 * (fwhm_pix if np.isfinite(fwhm_pix) else 4.0)))
+    region = binary_dilation(cluster, iterations=grow) & enough
+    stack = stack.copy()
+    svar = svar.copy()
+    stack[region] = np.nanmedian(cube[:, region], axis=0)
+    svar[region] *= np.pi / 2
+    return stack, svar
 
 
 def _calibrate_to_first(

@@ -80,16 +80,18 @@ $$;
 CREATE TRIGGER galimages_drop_observation AFTER DELETE ON galimages
     FOR EACH ROW EXECUTE FUNCTION galimages_drop_observation();
 
--- The giant table. Range-partitioned by sky tile on the q3c pixel number so a
--- cone search prunes to one or two partitions and no partition ever needs
--- CLUSTER; each image's rows are COPYed sorted by position. No foreign keys:
--- row-level RI checks would halve COPY throughput; galimages deletion cleans up
--- through the trigger below. `ref_id` is the reference source a forced
+-- The giant table: every measurement, ~10^7 rows per DECam exposure.
+-- Not partitioned: measured (benchmarks/galsources_layout.py) a survey field
+-- lies inside one sky tile, so sky partitions give cones nothing while every
+-- lookup by id or ref_id must probe each partition (7-20x slower). Each
+-- image's rows are COPYed sorted by position (Z-order), which is what keeps a
+-- cone to one short run of pages per epoch -- no CLUSTER, ever. No foreign
+-- keys: row-level RI checks cost on 10^7-row COPYs; galimages deletion cleans
+-- up through the trigger below. `ref_id` is the reference source a forced
 -- measurement belongs to (named so that the notebook's unqualified
 -- `refsource_id` stays unambiguous).
-CREATE SEQUENCE galsources_id_seq AS bigint;
 CREATE TABLE galsources (
-    id bigint NOT NULL DEFAULT nextval('galsources_id_seq'),
+    id bigserial PRIMARY KEY,
     galimage_id integer NOT NULL,
     ra double precision NOT NULL,
     dec double precision NOT NULL,
@@ -105,32 +107,10 @@ CREATE TABLE galsources (
     rchi2 real,
     fracflux real,
     flags integer NOT NULL DEFAULT 0
-) PARTITION BY RANGE (q3c_ang2ipix(ra, dec));
-ALTER SEQUENCE galsources_id_seq OWNED BY galsources.id;
+) WITH (autovacuum_vacuum_insert_scale_factor = 0.01);
 COMMENT ON TABLE galsources IS 'every measurement: reference catalogues (ref_id NULL) and forced photometry on search images';
 
--- 6 cube faces x 16 tiles = 96 partitions of about 430 square degrees each.
-DO $$
-DECLARE
-    n integer := 96;
-    span numeric := 6 * power(2::numeric, 60);
-    lo numeric;
-    hi numeric;
-BEGIN
-    FOR i IN 0 .. n - 1 LOOP
-        lo := floor(span * i / n);
-        hi := floor(span * (i + 1) / n);
-        EXECUTE format(
-            'CREATE TABLE galsources_p%s PARTITION OF galsources FOR VALUES FROM (%s) TO (%s)',
-            lpad(i::text, 2, '0'),
-            CASE WHEN i = 0 THEN 'MINVALUE' ELSE lo::text END,
-            CASE WHEN i = n - 1 THEN 'MAXVALUE' ELSE hi::text END);
-    END LOOP;
-END
-$$;
-
 CREATE INDEX galsources_q3c_idx ON galsources (q3c_ang2ipix(ra, dec));
-CREATE INDEX galsources_id_idx ON galsources (id);
 CREATE INDEX galsources_galimage_idx ON galsources USING brin (galimage_id);
 CREATE INDEX galsources_ref_idx ON galsources (ref_id);
 
