@@ -33,7 +33,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import binary_dilation, map_coordinates, uniform_filter
 
 import photdb
 from photdb.astrometry import AstrometrySolution, refine_wcs
@@ -42,7 +42,7 @@ from photdb.calibration import CalibrationResult, calibrate_search_catalog, fit_
 from photdb.image import Image, MaskBits, build_mask, make_variance, read_image
 from photdb.photometry import estimate_fwhm, measure_forced, measure_sources
 from photdb.pipeline_config import NOMINAL_ZP, PipelineConfig, SelectionConfig
-from photdb.stack import stack_images
+from photdb.stack import pixel_mapping, resample_image, stack_images
 from photdb.variability import combine_references, detect_variables
 
 __all__ = [
@@ -336,7 +336,8 @@ def load_image(
     -----
     With no GAIN/GAINA/GAINB the gain is ``selection.gain_fallback`` or, if None, an
     effective gain ``sky / sigma_sky²`` from a Bijaoui fit of the whole image (so the
-    variance describes the observed noise).  A missing read noise is 0 (the
+    variance describes the observed noise, including pixel-to-pixel correlation at
+    the 2 x 2 scale; see ``_effective_gain``).  A missing read noise is 0 (the
     effective gain then carries all of the sky noise) and a missing SATURATE is
     infinite (no saturation mask).
     """
@@ -362,11 +363,24 @@ def load_image(
 
 
 def _effective_gain(data: np.ndarray, config: PipelineConfig) -> float:
-    """``sky / sigma²`` (e-/ADU) from a one-tile Bijaoui fit; 1.0 if meaningless."""
-    finite = np.isfinite(data)
-    sky = estimate_sky(np.where(finite, data, 0.0), mask=~finite, config=replace(
-        config.sky, tiles=(1, 1), order=(0, 0)))  # fmt: skip
-    level, rms = sky.global_level, sky.global_rms
+    """``sky / sigma²`` (e-/ADU) from one-tile Bijaoui fits; 1.0 if meaningless.
+
+    ``sigma`` is the larger of the per-pixel noise and half the noise of 2 x 2 pixel
+    sums, so pixel-to-pixel correlated noise (scanned plates, resampled data) is
+    not underestimated at the PSF scale, which would make noise peaks "sources".
+    """
+    cfg = replace(config.sky, tiles=(1, 1), order=(0, 0))
+    d = np.where(np.isfinite(data), data, np.nan)
+    ny, nx = (s - s % 2 for s in d.shape)
+    binned = d[:ny, :nx].reshape(ny // 2, 2, nx // 2, 2).sum(axis=(1, 3))
+    sig = []
+    for arr, norm in ((d, 1.0), (binned, 2.0)):
+        bad = ~np.isfinite(arr)
+        bkg = estimate_sky(np.where(bad, 0.0, arr), mask=bad, config=cfg)
+        sig.append(bkg.global_rms / norm)
+        if norm == 1.0:
+            level = bkg.global_level
+    rms = max(sig)
     if not (np.isfinite(level) and np.isfinite(rms) and level > 0 and rms > 0):
         return 1.0
     return float(level / rms**2)
@@ -672,8 +686,6 @@ def reduce_reference_set(
 
 def _resample_bits(mask: np.ndarray, wcs: WCS, target: WCS, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-pixel resampling of an integer mask onto the target grid."""
-    from photdb.stack import pixel_mapping
-
     sx, sy, _ = pixel_mapping(wcs, target_wcs=target, shape=shape)
     ny, nx = mask.shape
     inside = (sx > -0.5) & (sx < nx - 0.5) & (sy > -0.5) & (sy < ny - 0.5)
@@ -699,7 +711,8 @@ def build_stacked_reference(
     photdb.image.Image
         ``data`` the stack (sky ~ 0, flux scale of the first image), ``variance``
         the stack variance (used as given by :func:`reduce_reference`), ``mask``
-        EDGE where no image contributes, SATURATED where any contributing input was
+        EDGE where fewer than two images contribute (an artefact there could not be
+        rejected), SATURATED where any contributing input was
         saturated; ``wcs`` and ``header`` of the first image plus ``PDBSTACK``,
         ``NCOMBINE`` and per-input scale cards; ``saturate`` infinite.
     """
@@ -739,7 +752,8 @@ def build_stacked_reference(
         mask = np.zeros(shape, dtype=np.int32)
         for p, w in zip(preps, wcs_list, strict=True):
             mask |= _resample_bits(p.mask & MaskBits.SATURATED, w, target, shape)
-        empty = n_used == 0
+        # pixels seen by a single image (others masked there) cannot be vetted
+        empty = n_used < min(2, len(images))
         mask[empty] |= MaskBits.EDGE
         stack = np.where(empty, 0.0, stack).astype(np.float32)
         svar = np.where(empty | ~np.isfinite(svar), 0.0, svar).astype(np.float32)
@@ -765,10 +779,6 @@ def _median_where_rejected(
     >= 3 pixels of a 5 x 5 box had a value rejected, the region grown by 2 FWHM
     takes the median of the resampled images instead (variance x pi/2).
     """
-    from scipy.ndimage import binary_dilation, uniform_filter
-
-    from photdb.stack import resample_image
-
     shape = stack.shape
     cube = np.array(
         [

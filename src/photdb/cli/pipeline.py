@@ -125,7 +125,7 @@ def candidates_table(cands, matches=None) -> RichTable:
     if matches is not None:
         t.add_column("other filters")
     for r in cands:
-        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.6f}", f"{r['dec']:.6f}",
+        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}",
                f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
                f"{r['amplitude']:.2f}", str(r["epochs"]).replace(",", " ")]  # fmt: skip
         if matches is not None:

@@ -345,7 +345,7 @@ def variable_candidates(
         dm = np.array([np.nan if d is None else d for d in dmags], float)
         out.append((rid, band or "", ra, dec, np.nan if mag is None else mag, ndet, n,
                     chi2nu, amp, np.nan if max_sig is None else max_sig,
-                    ",".join(f"{m:.3f}" for m in epochs),
+                    ",".join(f"{m:.2f}" for m in epochs),
                     float(np.nanmedian(dm)) if np.isfinite(dm).any() else np.nan))  # fmt: skip
     out.sort(key=lambda r: (-r[5], -np.nan_to_num(r[7], nan=-1.0), -r[9], r[0]))
     if limit is not None:

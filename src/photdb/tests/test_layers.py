@@ -10,8 +10,14 @@ import typer.main
 
 PKG = Path(__file__).resolve().parents[1]
 ALGORITHM_MODULES = [
-    "image.py", "background.py", "photometry.py", "astrometry.py", "calibration.py",
-    "variability.py", "stack.py", "pipeline.py",
+    "image.py",
+    "background.py",
+    "photometry.py",
+    "astrometry.py",
+    "calibration.py",
+    "variability.py",
+    "stack.py",
+    "pipeline.py",
 ]
 
 
@@ -32,7 +38,8 @@ def test_stage_modules_do_no_database_or_cli_io(name):
     if not path.exists():
         pytest.fail(f"{name} is missing")
     bad = {
-        m for m in _imports(path)
+        m
+        for m in _imports(path)
         if m.startswith(("photdb.db", "photdb.cli", "photdb.web", "photdb.archive", "psycopg"))
     }
     assert not bad, f"{name} imports {sorted(bad)}"
