@@ -80,6 +80,7 @@ def run_demo(outdir: str | Path = "photdb-demo", *, jobs: int = 2, settings=None
     from photdb.cli.pipeline import candidates_table, repeat_table
     from photdb.db import connect, galactic
     from photdb.db.connection import resolve
+    from photdb.pipeline import PipelineConfig
     from photdb.process import process
     from photdb.references import mark_references
     from photdb.sim import SimTruth, simulate_survey
@@ -98,6 +99,10 @@ def run_demo(outdir: str | Path = "photdb-demo", *, jobs: int = 2, settings=None
                       f"{cfg.n_epochs} epochs per filter ...")  # fmt: skip
         truth = simulate_survey(simdir, cfg)
         truth.write(simdir / "truth")
+    catalog = simdir / "astrometric_catalog.ecsv"
+    if not catalog.is_file():  # the simulated field's "Gaia": positions are tied to it
+        truth.astrometric_catalog().write(catalog)
+    pipeline_config = PipelineConfig(astrometric_catalog=str(catalog))
     settings = resolve(settings)
     report = ingest_paths(simdir, settings=settings)
     console.print(f"ingested {report.ingested} file(s) ({report.present} already present)")
@@ -116,7 +121,7 @@ def run_demo(outdir: str | Path = "photdb-demo", *, jobs: int = 2, settings=None
     def stage(name: str, n: int) -> None:
         console.print(f"  {name}: {n} chip(s)")
 
-    rep = process(settings, jobs=jobs, progress=stage)
+    rep = process(settings, jobs=jobs, progress=stage, config=pipeline_config)
     for o in rep.failed:
         console.print(f"[red]image {o.galimage_id} failed:[/] {o.message}", highlight=False)
     console.print(f"processed {len(rep.done)} chip(s) in {rep.seconds:.0f} s")

@@ -391,6 +391,7 @@ def reduce_reference(
     *,
     config: PipelineConfig = PipelineConfig(),
     band: str | None = None,
+    astrometric_reference: Table | None = None,
 ) -> ReferenceResult:
     """Full crowdsource reduction of a reference image.
 
@@ -402,22 +403,52 @@ def reduce_reference(
     band : str, optional
         Filter band for the nominal zero point when the header has neither
         MAGZERO/MAGZPT nor BAND/FILTER.
+    astrometric_reference : astropy.table.Table, optional
+        Absolute positions (``ra``, ``dec`` in degrees, optional ``mag``) the image's
+        WCS is refined against before the catalogue's sky positions are computed
+        (see ``PipelineConfig.astrometric_catalog``).
 
     Returns
     -------
     ReferenceResult
-        ``stats["timings_s"]`` has ``mask, sky, detect, catalog``.
+        ``stats["timings_s"]`` has ``mask, sky, detect, [astrometry,] catalog``.
     """
     timer = _Timer()
     prep = _prepared(image, config, timer)
     image, det = prep.image, prep.detections
+    wcs, astrom = image.wcs, {}
+    if astrometric_reference is not None:
+        with timer("astrometry"):
+            wcs, astrom = _tie_to_catalog(det, wcs, astrometric_reference, config)
     with timer("catalog"):
         zp, zp_source = _zero_point(image, config, band)
-        cat = _reference_table(det, image.wcs, zp)
-    stats = _common_stats(prep, det, config)
+        cat = _reference_table(det, wcs, zp)
+    stats = _common_stats(prep, det, config) | astrom
     stats |= {"zp": zp, "zp_source": zp_source, "n_references": 1, "stacked": _is_stack(image)}
     stats["timings_s"] = timer.as_dict()
-    return ReferenceResult(cat, image.wcs, stats)
+    return ReferenceResult(cat, wcs, stats)
+
+
+def _tie_to_catalog(
+    det: Table, wcs: WCS, catalog: Table, config: PipelineConfig
+) -> tuple[WCS, dict[str, Any]]:
+    """Refine a reference image's WCS against an absolute astrometric catalogue."""
+    ref_mag = np.asarray(catalog["mag"], float) if "mag" in catalog.colnames else None
+    sol = refine_wcs(
+        wcs,
+        _f(det, "x"),
+        _f(det, "y"),
+        np.asarray(catalog["ra"], float),
+        np.asarray(catalog["dec"], float),
+        mag=_f(det, "mag_inst") if ref_mag is not None else None,
+        ref_mag=ref_mag,
+        config=config.astrometry,
+    )
+    return sol.wcs, {
+        "astrom_rms_arcsec": float(sol.rms_arcsec),
+        "astrom_n_matched": int(sol.n_matched),
+        "astrom_offset_arcsec": [float(v) for v in sol.offset_arcsec],
+    }
 
 
 def _fit_reference(reference: Table, search: Table, sel: SelectionConfig) -> Table:
@@ -630,6 +661,7 @@ def reduce_reference_set(
     *,
     config: PipelineConfig = PipelineConfig(),
     band: str | None = None,
+    astrometric_reference: Table | None = None,
 ) -> ReferenceResult:
     """A reference catalogue from several reference images of one filter.
 
@@ -651,7 +683,9 @@ def reduce_reference_set(
         ``catalog["mag_primary"]`` keeps the primary's own value;
         ``stats["references"]`` holds each other reference's search stats.
     """
-    ref = reduce_reference(primary, config=config, band=band)
+    ref = reduce_reference(
+        primary, config=config, band=band, astrometric_reference=astrometric_reference
+    )
     if not others:
         return ref
     cat = ref.catalog

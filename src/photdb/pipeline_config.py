@@ -165,6 +165,12 @@ class PipelineConfig:
     nominal_exptime_s : float, default 90.0
         Exposure time the ``nominal_zp`` values refer to (s); a header EXPTIME scales
         them by ``2.5 log10(EXPTIME / nominal_exptime_s)``.
+    astrometric_catalog : str or None, default None
+        A catalogue file (ECSV, FITS, VOTable or CSV with ``ra``, ``dec`` in degrees and
+        optionally ``mag``), e.g. Gaia stars of the field. When given, every reference
+        image's WCS is refined against it, so reference positions are absolute and
+        agree across filters (the cross-filter match needs that); without it the
+        reference positions inherit the header WCS error.
     """
 
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -179,6 +185,7 @@ class PipelineConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     nominal_zp: dict[str, float] = field(default_factory=lambda: dict(NOMINAL_ZP))
     nominal_exptime_s: float = 90.0
+    astrometric_catalog: str | None = None
 
     def __hash__(self) -> int:  # dict field: hash the provenance instead
         return hash(self.provenance_id())
@@ -210,6 +217,8 @@ class PipelineConfig:
                 kwargs[key] = {**base.nominal_zp, **{str(k): float(v) for k, v in val.items()}}
             elif key == "nominal_exptime_s":
                 kwargs[key] = float(val)
+            elif key == "astrometric_catalog":
+                kwargs[key] = None if val in (None, "") else str(val)
             elif key in {f.name for f in dataclasses.fields(cls)}:
                 if not isinstance(val, dict):
                     raise ValueError(f"[{key}] must be a table of settings")

@@ -173,6 +173,27 @@ def _init_worker(settings: Any, config: Any) -> None:
     _WORKER.update(settings=settings, config=config, conn=None)
 
 
+def _astrometric_reference(config: Any):
+    """The astrometric catalogue of ``config`` (read once per worker), or None."""
+    path = getattr(config, "astrometric_catalog", None)
+    if not path:
+        return None
+    if _WORKER.get("astrometric_path") != path:
+        from astropy.table import Table
+
+        from photdb.errors import PhotdbError
+
+        try:
+            table = Table.read(path)
+        except (OSError, ValueError) as exc:
+            raise PhotdbError(f"{path}: cannot read the astrometric catalogue: {exc}") from None
+        missing = {"ra", "dec"} - set(table.colnames)
+        if missing:
+            raise PhotdbError(f"{path}: astrometric catalogue lacks {', '.join(sorted(missing))}")
+        _WORKER.update(astrometric_path=path, astrometric_table=table)
+    return _WORKER["astrometric_table"]
+
+
 def _conn() -> psycopg.Connection:
     conn = _WORKER.get("conn")
     if conn is None or conn.closed:
@@ -238,12 +259,17 @@ def run_reference(task: RefTask) -> ImageOutcome:
 
         red = _reducer()
         image = load_chip(task.path, task.hdu, config=config)
+        astro = _astrometric_reference(config)
         t_read = time.perf_counter() - t0
         if task.kind == "set" and task.members:
             others = [load_chip(p, h, config=config) for _, p, h in task.members]
-            res = red.reduce_reference_set(image, others, config=config, band=task.band)
+            res = red.reduce_reference_set(
+                image, others, config=config, band=task.band, astrometric_reference=astro
+            )
         else:
-            res = red.reduce_reference(image, config=config, band=task.band)
+            res = red.reduce_reference(
+                image, config=config, band=task.band, astrometric_reference=astro
+            )
         t_db = time.perf_counter()
         cat = res.catalog[_saveable(res.catalog)]
         stats = dict(res.stats)

@@ -16,15 +16,20 @@ class ProcessingFailed(PhotdbError):
     """Some images failed (each is marked failed with its reason)."""
 
 
-def _config(path: Path | None):
+def _config(path: Path | None, astrometric_catalog: Path | None = None):
+    from dataclasses import replace
+
     from photdb.pipeline import PipelineConfig
 
-    if path is None:
-        return PipelineConfig()
     try:
-        return PipelineConfig.from_toml(path)
+        cfg = PipelineConfig() if path is None else PipelineConfig.from_toml(path)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{path}: cannot read pipeline settings ({exc})") from None
+    if astrometric_catalog is not None:
+        if not astrometric_catalog.is_file():
+            raise ConfigError(f"{astrometric_catalog}: no such astrometric catalogue")
+        cfg = replace(cfg, astrometric_catalog=str(astrometric_catalog.absolute()))
+    return cfg
 
 
 @app.command("reference")
@@ -67,6 +72,12 @@ def process_cmd(
     filter: str | None = typer.Option(None, "--filter", "-f", help="Only this filter."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Parallel worker processes."),
     config: Path | None = typer.Option(None, "--config", help="Pipeline settings (TOML)."),
+    astrometric_catalog: Path | None = typer.Option(
+        None,
+        "--astrometric-catalog",
+        help="Catalogue (ra, dec [deg], mag) that reference WCSs are tied to, e.g. Gaia; "
+        "makes positions absolute and consistent across filters.",
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed images too."),
 ) -> None:
     """Process references, then every search image not yet processed (resumable)."""
@@ -74,7 +85,7 @@ def process_cmd(
 
     from photdb.process import process
 
-    cfg = _config(config)
+    cfg = _config(config, astrometric_catalog)
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err_console, disable=not err_console.is_terminal,

@@ -104,6 +104,44 @@ class SimTruth:
                     tab[name] = tab[name].filled("")
         return cls(config=config, **tables)
 
+    def astrometric_catalog(
+        self, *, mag_limit: float = 20.0, noise_mas: float = 15.0, seed: int = 0
+    ) -> Table:
+        """A Gaia-like astrometric catalogue of the field: the truth, a little noisy.
+
+        Parameters
+        ----------
+        mag_limit : float
+            Faintest star kept (mag in the first simulated filter).
+        noise_mas : float
+            Gaussian position error per coordinate (milliarcsec), as a real
+            catalogue would have.
+        seed : int
+            Seed of the position noise.
+
+        Returns
+        -------
+        astropy.table.Table
+            ``ra``, ``dec`` (deg), ``mag`` and ``star_id``; transients are left out.
+        """
+        band = self.config.filters[0]
+        mag = np.asarray(self.stars[f"mag_{band}"], float)
+        keep = (mag <= mag_limit) & (np.asarray(self.stars["kind"]) != "transient")
+        rng = np.random.default_rng(seed)
+        n = int(keep.sum())
+        dec = np.asarray(self.stars["dec"], float)[keep]
+        sig = noise_mas / 3.6e6
+        out = Table()
+        out["star_id"] = np.asarray(self.stars["star_id"])[keep]
+        out["ra"] = np.asarray(self.stars["ra"], float)[keep] + rng.normal(0, sig, n) / np.cos(
+            np.radians(dec)
+        )
+        out["dec"] = dec + rng.normal(0, sig, n)
+        out["mag"] = mag[keep]
+        out["ra"].unit = out["dec"].unit = "deg"
+        out["mag"].unit = "mag"
+        return out
+
     def _image_row(self, exposure: int, chip: int):
         sel = (self.images["exposure"] == exposure) & (self.images["chip"] == chip)
         if sel.sum() != 1:
