@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -128,17 +129,26 @@ def repeat_table(counts) -> RichTable:
     return t
 
 
+def _epoch_span(epochs) -> str:
+    """'59301.34-59340.21' for the epochs of a candidate's detections."""
+    values = sorted(float(v) for v in re.findall(r"\d+(?:\.\d*)?", str(epochs)))
+    if not values:
+        return "-"
+    return f"{values[0]:.2f}" if len(values) == 1 else f"{values[0]:.2f}-{values[-1]:.2f}"
+
+
 def candidates_table(cands, matches=None) -> RichTable:
     """Variable candidates, worst first."""
     t = RichTable(title="variable candidates (worst first)")
-    for name in ("refid", "filter", "ra", "dec", "ref mag", "#dets", "χ²/ν", "ampl", "epochs"):
-        t.add_column(name, justify="left" if name in ("filter", "epochs") else "right")
+    for name in ("refid", "filter", "ra", "dec", "ref mag", "#dets", "χ²/ν", "ampl",
+                 "detected (MJD)"):  # fmt: skip
+        t.add_column(name, justify="left" if name in ("filter",) else "right", no_wrap=True)
     if matches is not None:
-        t.add_column("other filters")
+        t.add_column("other filters", min_width=12)
     for r in cands:
         row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}",
                f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
-               f"{r['amplitude']:.2f}", str(r["epochs"]).replace(",", " ")]  # fmt: skip
+               f"{r['amplitude']:.2f}", _epoch_span(r["epochs"])]  # fmt: skip
         if matches is not None:
             sel = matches[matches["refsource_id"] == r["refsource_id"]]
             row.append(" ".join(f"{m['match_filter']}:{m['match_id']}({m['match_ndet']})"
