@@ -154,7 +154,7 @@ def main() -> None:
                             cp.write_row(row)
                 dt = time.perf_counter() - t
             print(
-                f"COPY {n} rows ({attempt}, indexed partitioned galsources): "
+                f"COPY {n} rows ({attempt}, galsources with its indexes): "
                 f"{n / dt:,.0f} rows/s ({dt:.2f} s)"
             )
         t = time.perf_counter()

@@ -115,7 +115,8 @@ def sky_order(ra: np.ndarray, dec: np.ndarray, *, bits: int = 24) -> np.ndarray:
     This is the same construction as q3c's pixel number (a cube-face projection,
     then bit interleaving of the two face coordinates), so rows COPYed in this
     order arrive nearly in ``q3c_ang2ipix`` order: consecutive index inserts touch
-    the same B-tree leaf pages and the same ``galsources`` partition. Face
+    the same B-tree leaf pages and each exposure's rows of a sky patch share heap
+    pages, so a cone reads one short run of pages per epoch (no CLUSTER). Face
     orientation conventions differ from q3c's, which only changes the order of
     whole sub-squares, not locality.
     """

@@ -18,6 +18,8 @@ ALGORITHM_MODULES = [
     "variability.py",
     "stack.py",
     "pipeline.py",
+    "pipeline_config.py",
+    "refcombine.py",
 ]
 
 
