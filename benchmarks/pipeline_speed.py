@@ -163,7 +163,7 @@ def main() -> None:
         print(f"id pre-allocation: {1e5 / (time.perf_counter() - t):,.0f} ids/s")
     from photdb.db.server import EmbeddedServer
 
-    EmbeddedServer(settings.home).stop()
+    EmbeddedServer(settings.home).destroy()  # a scratch cluster: remove it
 
 
 if __name__ == "__main__":

@@ -269,6 +269,10 @@ def main() -> None:
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(results, indent=2))
     print(f"written {dest}")
+    if args.outdir is None:  # a scratch cluster: remove it (keep it with --outdir)
+        from photdb.db.server import EmbeddedServer
+
+        EmbeddedServer(settings.home).destroy()
 
 
 def _ref_errors(conn, refs) -> list[float]:

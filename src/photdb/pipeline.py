@@ -464,6 +464,30 @@ def _fit_reference(reference: Table, search: Table, sel: SelectionConfig) -> Tab
     )
 
 
+def _near_edge(
+    x: np.ndarray,
+    y: np.ndarray,
+    shape: tuple[int, int],
+    reference: Table,
+    rows: np.ndarray,
+    cfg: PipelineConfig,
+) -> np.ndarray:
+    """Forced positions too close to the search chip's or the reference footprint's edge.
+
+    The reference footprint is taken from the reference catalogue's own pixel
+    positions (columns ``x``, ``y``, when present): its extent approximates the
+    reference chip.
+    """
+    edge = cfg.selection.variability_edge_pix
+    near = ~_on_chip(x, y, shape, edge)
+    if {"x", "y"} <= set(reference.colnames) and len(reference):
+        xr, yr = _f(reference, "x"), _f(reference, "y")
+        xmax, ymax = np.nanmax(xr), np.nanmax(yr)
+        xs, ys = xr[rows], yr[rows]
+        near |= (np.minimum(xs, xmax - xs) < edge) | (np.minimum(ys, ymax - ys) < edge)
+    return near
+
+
 def _on_chip(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], edge: float) -> np.ndarray:
     ny, nx = shape
     ok = np.isfinite(x) & np.isfinite(y)
@@ -553,12 +577,15 @@ def reduce_search(
             ref_err[rows],
             config=cfg.variability,
         )
+        near_edge = _near_edge(xr[rows], yr[rows], prep.data.shape, reference, rows, cfg)
+        is_var &= ~near_edge
         catalog = _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif)
     stats = _common_stats(prep, det, cfg)
     stats |= {
         "n_forced": len(catalog),
         "n_positive": int(np.count_nonzero(_f(catalog, "flux") > 0)),
         "n_variables": int(np.count_nonzero(is_var)),
+        "n_near_edge": int(np.count_nonzero(near_edge)),
         "astrom_rms_arcsec": sol.rms_arcsec,
         "astrom_rms_pix": sol.rms_pix,
         "astrom_n_matched": sol.n_matched,

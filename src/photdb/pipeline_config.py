@@ -67,6 +67,13 @@ class SelectionConfig:
     forced_edge_pix : float, default 0.0
         Reference positions are forced on a search image when they land at least this
         far (pix) inside the first/last pixel centre.
+    variability_edge_pix : float, default 20.0
+        Sources closer than this (pix) to the edge of the search chip, or of the
+        reference image's footprint, are measured and saved but never reported as
+        variable: near an edge, stars outside the other image's footprint are missing
+        from the forced model and their light leaks into the forced fluxes (with the
+        simulator's 3" dithers this gave 0.5-3 mag false brightenings at the edges).
+        About 4 FWHM of the worst seeing plus the largest dither is a safe value.
     fit_min_qf : float, default 0.9
         Stars used for the zero point and the Chebyshev surface must have crowdsource
         ``qf`` (unmasked PSF fraction) at least this on both the search image and the
@@ -97,6 +104,7 @@ class SelectionConfig:
     """
 
     forced_edge_pix: float = 0.0
+    variability_edge_pix: float = 20.0
     fit_min_qf: float = 0.9
     fit_min_fracflux: float = 0.5
     fit_require_unflagged: bool = True

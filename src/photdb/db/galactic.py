@@ -220,13 +220,17 @@ def mark_failed(conn: psycopg.Connection, galimage_id: int, reason: str) -> None
 
 
 def fetch_reference_table(conn: psycopg.Connection, galimage_id: int) -> Table:
-    """The reference catalogue of an image: ``id, ra, dec, mag, magerr`` (ref_id NULL rows)."""
+    """The reference catalogue of an image (ref_id NULL rows).
+
+    Columns ``id, ra, dec, mag, magerr`` and ``x, y`` (pixel position on the
+    reference image, which tells the pipeline where the reference footprint ends).
+    """
     rows = conn.execute(
-        "SELECT id, ra, dec, mag, magerr FROM galsources"
+        "SELECT id, ra, dec, mag, magerr, x, y FROM galsources"
         " WHERE galimage_id = %s AND ref_id IS NULL ORDER BY id",
         [galimage_id],
     ).fetchall()
-    arr = np.array(rows, dtype=float).reshape(-1, 5)
+    arr = np.array(rows, dtype=float).reshape(-1, 7)
     return Table(
         {
             "id": arr[:, 0].astype(np.int64),
@@ -234,6 +238,8 @@ def fetch_reference_table(conn: psycopg.Connection, galimage_id: int) -> Table:
             "dec": arr[:, 2],
             "mag": arr[:, 3],
             "magerr": arr[:, 4],
+            "x": arr[:, 5],
+            "y": arr[:, 6],
         }
     )
 

@@ -55,4 +55,6 @@ def test_fresh_home_started_on_first_use_then_stopped(tmp_path):
         assert res.returncode == 0 and "stopped" in res.stdout
         assert _photdb("db", "status", env=env).returncode == 3
     finally:
-        _photdb("db", "stop", env=env)
+        from photdb.db.server import EmbeddedServer
+
+        EmbeddedServer(home).destroy()  # also removes a /var/lib/photdb target
