@@ -669,16 +669,3 @@ def _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif) 
 # Several references per filter live in photdb.refcombine; re-exported here so the
 # pipeline's public API stays in one place.
 from photdb.refcombine import build_stacked_reference, reduce_reference_set  # noqa: E402
-
-__all__ = [
-    "PipelineConfig",
-    "PreparedImage",
-    "ReferenceResult",
-    "SearchResult",
-    "build_stacked_reference",
-    "load_image",
-    "prepare_image",
-    "reduce_reference",
-    "reduce_reference_set",
-    "reduce_search",
-]
