@@ -9,6 +9,7 @@ they fail.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -76,9 +77,13 @@ def template_settings(photdb_home):
     return resolve(load_settings())
 
 
-@pytest.fixture
-def db_settings(template_settings):
-    """Settings pointing at a fresh, fully migrated database for this test."""
+@contextlib.contextmanager
+def new_database(template_settings):
+    """A fresh, fully migrated database cloned from the template; dropped afterwards.
+
+    Module-scoped fixtures (e.g. a processed survey shared by several tests) use
+    this directly; single tests ask for ``db_settings``.
+    """
     from photdb.db.migrate import _superuser_connect, apply_grants
     from photdb.db.server import EmbeddedServer
 
@@ -86,17 +91,26 @@ def db_settings(template_settings):
     server = EmbeddedServer(template_settings.home)
     _clone(server, TEMPLATE, name, template_settings.user("admin"))
     settings = template_settings.with_dbname(name)
-    with psycopg.connect(
-        host=settings.host,
-        port=settings.port,
-        dbname=name,
-        user=settings.user("admin"),
-        password=settings.password("admin"),
-        autocommit=True,
-    ) as conn:
-        apply_grants(conn, settings)
-    yield settings
-    with _superuser_connect(server) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    try:
+        with psycopg.connect(
+            host=settings.host,
+            port=settings.port,
+            dbname=name,
+            user=settings.user("admin"),
+            password=settings.password("admin"),
+            autocommit=True,
+        ) as conn:
+            apply_grants(conn, settings)
+        yield settings
+    finally:
+        with _superuser_connect(server) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def db_settings(template_settings):
+    """Settings pointing at a fresh, fully migrated database for this test."""
+    with new_database(template_settings) as settings:
+        yield settings

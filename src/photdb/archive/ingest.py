@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from photdb.archive.catalogues import spoint_text
 from photdb.archive.fitsfiles import ExposureError, ExposureRecord, find_fits, read_exposure
 from photdb.archive.headers import HeaderError, HeaderMaps
 
@@ -112,7 +113,7 @@ def _name_id(
 
 
 def _spoint(coord: tuple[float, float] | None) -> str | None:
-    return None if coord is None else f"({coord[0]!r}d, {coord[1]!r}d)"
+    return None if coord is None else spoint_text(*coord)
 
 
 def _point(xy: tuple[float, float] | None) -> str | None:

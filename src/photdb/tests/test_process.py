@@ -9,15 +9,14 @@ a crash injected after the COPY of one image, and must end with the same rows.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 from psycopg import sql
 
+from conftest import new_database
 from photdb.db import connect, galactic
 from photdb.db.copy import Column, encode_binary_copy, sky_order
 from photdb.db.seedsql import split_sql
@@ -47,31 +46,6 @@ def _pipeline_config(astrometric_catalog=None):
     return replace(cfg, calibration=replace(cfg.calibration, min_stars=25))
 
 
-def _new_database(template_settings):
-    from photdb.db.migrate import _superuser_connect, apply_grants
-    from photdb.db.server import EmbeddedServer
-
-    name = f"photdb_proc{os.getpid()}_{next(_n)}"
-    server = EmbeddedServer(template_settings.home)
-    with _superuser_connect(server) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE photdb_template OWNER {}").format(
-            sql.Identifier(name), sql.Identifier(template_settings.user("admin"))))  # fmt: skip
-    settings = template_settings.with_dbname(name)
-    with psycopg.connect(host=settings.host, port=settings.port, dbname=name,
-                         user=settings.user("admin"), password=settings.password("admin"),
-                         autocommit=True) as conn:  # fmt: skip
-        apply_grants(conn, settings)
-    return settings, server, name
-
-
-def _drop(server, name):
-    from photdb.db.migrate import _superuser_connect
-
-    with _superuser_connect(server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))  # fmt: skip
-
-
 def _ingest_and_mark(settings, simdir, truth):
     from photdb.archive.ingest import ingest_paths
     from photdb.references import mark_references
@@ -98,12 +72,11 @@ def processed(template_settings, survey):
     from photdb.process import process
 
     simdir, truth = survey
-    settings, server, name = _new_database(template_settings)
-    sets = _ingest_and_mark(settings, simdir, truth)
-    config = _pipeline_config(str(simdir / "astrometric_catalog.ecsv"))
-    report = process(settings, jobs=2, config=config)
-    yield settings, truth, sets, report
-    _drop(server, name)
+    with new_database(template_settings) as settings:
+        sets = _ingest_and_mark(settings, simdir, truth)
+        config = _pipeline_config(str(simdir / "astrometric_catalog.ecsv"))
+        report = process(settings, jobs=2, config=config)
+        yield settings, truth, sets, report
 
 
 def test_binary_copy_encoder_roundtrip(db_settings):
@@ -352,8 +325,7 @@ def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, temp
     settings_a = processed[0]
     simdir, truth = survey
     cfg = _pipeline_config(str(simdir / "astrometric_catalog.ecsv"))
-    settings, server, name = _new_database(template_settings)
-    try:
+    with new_database(template_settings) as settings:
         _ingest_and_mark(settings, simdir, truth)
         with connect("readonly", settings) as conn:
             victim = conn.execute(
@@ -384,8 +356,6 @@ def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, temp
         again = proc.process(settings, jobs=1, filter=g, retry_failed=True, config=cfg)
         assert [o.galimage_id for o in again.done] == [victim]
         assert _rows(settings, "g") == _rows(settings_a, "g")
-    finally:
-        _drop(server, name)
 
 
 def _band(settings, band):
