@@ -7,16 +7,24 @@ them), processes with ``-j``, then prints:
 
 * repeatability: rms over epochs of corrected magnitudes of bright unsaturated
   constant isolated stars (median over stars), mag;
-* residual structure: rms of the per-cell median of (mag - true mag - per-image
-  offset) on a 4 x 4 grid of cells, per image (median), mag;
-* astrometric rms of the refined WCS (galimages.astrom_rms_arcsec, median);
-* recovery: periodic variables with amplitude >= 0.3 mag, >= 0.3 mag off their
-  reference on >= 2 epochs, 15 < mag < 20, isolated: fraction with >= 2 detections;
-* false detections: galvarobjs rows on constant stars (not near a defect)
-  per image, as a fraction of saved sources;
+* residual Δmag structure of search - reference, what the Chebyshev correction
+  flattens: clean constant stars of 14-20 mag (not within 3" of a variable, not
+  touched by the reference artefact, away from the edge band), each star's median
+  over epochs, cell medians on 3 x 3 and 4 x 4 grids per chip; printed with the
+  peak-to-peak that noise alone gives (the same values shuffled over the same
+  positions) and the cells' χ²/ν; the reference against truth on the same cells;
+* astrometry: bright reference stars against truth, and the refined WCS rms;
+* false detections: stored galvarobjs rows on clean constant stars per image, and
+  the per-point rate of |significance| >= N for N = 5 ... 15;
+* recovery: periodic variables with amplitude >= 0.3 mag that are >= 0.3 mag off
+  their reference on >= 2 epochs (away from the edge band), recovered when >= 2
+  points are beyond N sigma, by reference magnitude; and the stored repeated
+  detections of all amplitude >= 0.3 variables;
 * artefact: reference-artefact stars reported as repeated (>= 2) variables.
 
     python benchmarks/science_run.py [--nx 1024 --ny 512 --epochs 6 -j 2]
+    python benchmarks/science_run.py --outdir DIR ...      # keep the run
+    python benchmarks/science_run.py --outdir DIR --analyse-only
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import science_metrics as M
 
 
 def main() -> None:
@@ -36,7 +45,12 @@ def main() -> None:
     ap.add_argument("--ny", type=int, default=512)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("-j", "--jobs", type=int, default=2)
-    ap.add_argument("--outdir", type=Path, default=None)
+    ap.add_argument("--outdir", type=Path, default=None, help="keep everything here")
+    ap.add_argument(
+        "--analyse-only",
+        action="store_true",
+        help="only recompute the numbers of a run kept with --outdir",
+    )
     args = ap.parse_args()
     out = args.outdir or Path(tempfile.mkdtemp(prefix="photdb-science-"))
     os.environ["PHOTDB_HOME"] = str(out / "home")
@@ -44,15 +58,21 @@ def main() -> None:
 
     import json
 
-    from astropy.coordinates import SkyCoord
-
     from photdb.archive.ingest import ingest_paths
     from photdb.config import load_settings
     from photdb.db import connect
     from photdb.db.connection import resolve
+    from photdb.pipeline import PipelineConfig
     from photdb.process import process
     from photdb.references import mark_references
-    from photdb.sim import SimConfig, simulate_survey, star_magnitudes
+    from photdb.sim import SimConfig, SimTruth, simulate_survey
+
+    edge = PipelineConfig().selection.variability_edge_pix
+    if args.analyse_only:
+        settings = resolve(load_settings())
+        truth = SimTruth.read(out / "truth")
+        report(analyse(settings, truth, truth.config, edge))
+        return
 
     cfg = SimConfig(
         nx=args.nx,
@@ -72,9 +92,6 @@ def main() -> None:
     ep = truth.epochs
     with connect("writer", settings) as conn:
         mark_references(conn, [str(out / "sim" / f) for f in ep["filename"][ep["is_reference"]]])
-    from photdb.pipeline import PipelineConfig
-
-    edge = PipelineConfig().selection.variability_edge_pix
     rep = process(settings, jobs=args.jobs, config=PipelineConfig(astrometric_catalog=str(catalog)))
     print(
         f"{len(rep.done)} chips processed, {len(rep.failed)} failed, "
@@ -83,242 +100,21 @@ def main() -> None:
     for o in rep.failed:
         print("  failed:", o.galimage_id, o.message)
 
-    stars = truth.stars
-    tcoord = SkyCoord(np.asarray(stars["ra"]), np.asarray(stars["dec"]), unit="deg")
-    kind = np.asarray(stars["kind"])
-    isolated = np.asarray(stars["neighbour_dist_arcsec"]) > 2.0
-    art_ids = set()
-    for s in truth.artefacts["star_ids"]:
-        art_ids |= {int(v) for v in str(s).split(",") if v.strip()}
-    with connect("readonly", settings) as conn:
-        ndet = dict(conn.execute("SELECT refsource_id, count(*) FROM galvarobjs GROUP BY 1"))
-        rms_astro = [
-            r[0]
-            for r in conn.execute(
-                "SELECT astrom_rms_arcsec FROM galimages WHERE astrom_rms_arcsec IS NOT NULL"
-            )
-        ]
-        repeat, resid, resid_p2p, recov, false_frac, art_rep = [], [], [], [0, 0], [], 0
-        pooled: dict[int, list] = {}
-        recoverable, astro_pix = [0, 0], []
-        for band in cfg.filters:
-            refs = np.array(
-                conn.execute(
-                    "SELECT s.id, s.ra, s.dec, s.mag, i.id, s.x, s.y, i.naxis1, i.naxis2"
-                    " FROM galsources s JOIN galimages i"
-                    " ON s.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id"
-                    " WHERE s.ref_id IS NULL AND e.filter LIKE %s",
-                    [band + "%"],
-                ).fetchall(),
-                dtype=float,
-            )
-            # reference positions are tied to the astrometric catalogue: compare
-            # them with truth directly (no offset removed)
-            rc = SkyCoord(refs[:, 1], refs[:, 2], unit="deg")
-            idx, sep, _ = rc.match_to_catalog_sky(tcoord)  # ref source -> true star
-            bright = (refs[:, 3] < 18.5) & (sep.arcsec < 1.0) & isolated[idx]
-            astro_pix.extend(sep.arcsec[bright] / cfg.pixscale_arcsec)
-            sel = ep["filter"] == band
-            ref_true = np.median(
-                [star_magnitudes(stars, m, band) for m in ep["mjd"][sel & ep["is_reference"]]],
-                axis=0,
-            )
-            good = (sep.arcsec < 0.3) & (kind[idx] == "constant") & isolated[idx]
-            forced = conn.execute(
-                "SELECT s.ref_id, s.mag, e.mjd, s.galimage_id, s.x, s.y, i.naxis1, i.naxis2"
-                " FROM galsources s JOIN galimages i ON s.galimage_id = i.id"
-                " JOIN galexposures e ON i.galexposure_id = e.id"
-                " WHERE s.ref_id IS NOT NULL AND e.filter LIKE %s",
-                [band + "%"],
-            ).fetchall()
-            f = np.array(forced, dtype=float)
-            pos = {int(r): k for k, r in enumerate(refs[:, 0])}
-            k = np.array([pos[int(r)] for r in f[:, 0]])
-            star = idx[k]
-            true_now = np.array(
-                [
-                    star_magnitudes(stars[[s]], m, band)[0]
-                    for s, m in zip(star, f[:, 2], strict=True)
-                ]
-            )
-            d = f[:, 1] - true_now
-            ok = good[k] & (ref_true[star] > 15.5) & (ref_true[star] < 18.5)
-            for r in np.unique(f[ok, 0]):
-                m = f[ok & (f[:, 0] == r), 1]
-                if m.size >= 3:
-                    repeat.append(np.std(m, ddof=1))
-            for img in np.unique(f[:, 3]):
-                w = ok & (f[:, 3] == img) & np.isfinite(d)
-                if w.sum() < 50:
-                    continue
-                dd = d[w] - np.median(d[w])
-                cx = np.minimum((f[w, 4] / f[w, 6] * 4).astype(int), 3)
-                cy = np.minimum((f[w, 5] / f[w, 7] * 4).astype(int), 3)
-                cells = [
-                    np.median(dd[(cx == a) & (cy == b)])
-                    for a in range(4)
-                    for b in range(4)
-                    if ((cx == a) & (cy == b)).sum() >= 5
-                ]
-                resid.append(np.std(cells))
-                resid_p2p.append(np.ptp(cells))
-                # the same against the reference magnitudes (what the Chebyshev
-                # correction flattens; the reference defines the photometric system)
-                # pooled per chip over the epochs (one image's cells hold ~6 stars);
-                # noise is counted in distinct stars: a star's reference error
-                # repeats in every epoch
-                dr = f[w, 1] - refs[k[w], 3]
-                chip = int(refs[k[w][0], 4])
-                pooled.setdefault(chip, []).append((cx, cy, dr - np.median(dr), f[w, 0]))
-                const = np.unique(f[w, 0])
-                nfalse = sum(
-                    1
-                    for r in const
-                    if ndet.get(int(r), 0)
-                    and conn.execute(
-                        "SELECT 1 FROM galvarobjs WHERE refsource_id = %s AND galimage_id = %s",
-                        [int(r), int(img)],
-                    ).fetchone()
-                )
-                false_frac.append(nfalse / max(w.sum(), 1))
-            srch_mjd = ep["mjd"][sel & ~ep["is_reference"]]
-            dm = np.array([star_magnitudes(stars, m, band) for m in srch_mjd]) - ref_true
-            big = (np.abs(dm) >= 0.3).sum(axis=0) >= 2
-            cand = (
-                (kind == "periodic")
-                & (np.asarray(stars["amplitude"]) >= 0.3)
-                & big
-                & isolated
-                & (ref_true > 15)
-                & (ref_true < 20)
-            )
-            star_to_ref = {}
-            for kk, (s, dist) in enumerate(zip(idx, sep.arcsec, strict=True)):
-                if dist < 0.3:
-                    star_to_ref[int(s)] = int(refs[kk, 0])
-            ref_err = {int(r[0]): e for r, e in zip(refs, _ref_errors(conn, refs), strict=True)}
-            for s in np.flatnonzero(cand):
-                if s in star_to_ref:
-                    rid = star_to_ref[s]
-                    recov[1] += 1
-                    recov[0] += ndet.get(rid, 0) >= 2
-                    # recoverable at the notebook's 15 sigma cut: the true change in
-                    # the errors the pipeline reports is >= 18 sigma on >= 2 epochs
-                    pts = conn.execute(
-                        "SELECT e.mjd, s.magerr, s.x, s.y, i.naxis1, i.naxis2 FROM galsources s"
-                        " JOIN galimages i ON s.galimage_id = i.id JOIN galexposures e"
-                        " ON i.galexposure_id = e.id WHERE s.ref_id = %s",
-                        [rid],
-                    ).fetchall()
-                    # points inside the edge band are never reported (by design): a
-                    # point counts only away from the search and reference edges
-                    kr = pos[rid]
-                    ref_inner = _inner(refs[kr, 5], refs[kr, 6], refs[kr, 7], refs[kr, 8], edge)
-                    n_big = sum(
-                        ref_inner
-                        and _inner(x, y, nx, ny, edge)
-                        and abs(star_magnitudes(stars[[s]], m, band)[0] - ref_true[s])
-                        >= 18 * np.hypot(err, ref_err[rid])
-                        for m, err, x, y, nx, ny in pts
-                    )
-                    if n_big >= 2:
-                        recoverable[1] += 1
-                        recoverable[0] += ndet.get(rid, 0) >= 2
-            art_rep += sum(1 for s in art_ids if ndet.get(star_to_ref.get(s, -1), 0) >= 2)
-    resid_ref_p2p, resid_ref_rms, resid_ref_noise, resid_ref_chi2 = [], [], [], []
-    for parts in pooled.values():
-        cx, cy, dr, rid = (np.concatenate(v) for v in zip(*parts, strict=True))
-        ids, first = np.unique(rid, return_index=True)
-        star = np.array([np.median(dr[rid == i]) for i in ids])
-        sx, sy = cx[first], cy[first]
-        scatter = 1.4826 * np.median(np.abs(star - np.median(star)))
-        cells, noise = [], []
-        for a in range(4):
-            for b in range(4):
-                v = star[(sx == a) & (sy == b)]
-                if v.size >= 4:
-                    cells.append(np.median(v))
-                    noise.append(1.2533 * scatter / np.sqrt(v.size))
-        if len(cells) < 4:
-            continue
-        cells, noise = np.array(cells), np.array(noise)
-        resid_ref_p2p.append(np.ptp(cells))
-        resid_ref_rms.append(np.std(cells))
-        resid_ref_noise.append(np.sqrt(np.mean(np.square(noise))))
-        resid_ref_chi2.append(np.sum(((cells - np.median(cells)) / noise) ** 2) / (len(cells) - 1))
-    results = {
-        "survey": {
-            "nx": cfg.nx,
-            "ny": cfg.ny,
-            "chips": cfg.n_chips,
-            "filters": list(cfg.filters),
-            "references": cfg.n_references,
-            "epochs": cfg.n_epochs,
-            "chips_processed": len(rep.done),
-            "failed": len(rep.failed),
-            "seconds": round(time.perf_counter() - t0, 1),
-        },
-        "repeatability_rms_mag_median": float(np.median(repeat)),
-        "repeatability_n_stars": len(repeat),
-        "residual_cells_rms_mag_median": float(np.median(resid)),
-        "residual_cells_p2p_mag_median": float(np.median(resid_p2p)),
-        "residual_vs_reference_pooled_cells_p2p_mag": [float(v) for v in resid_ref_p2p],
-        "residual_vs_reference_pooled_cells_rms_mag": [float(v) for v in resid_ref_rms],
-        "residual_vs_reference_pooled_cells_noise_mag": [float(v) for v in resid_ref_noise],
-        "residual_vs_reference_pooled_cells_chi2nu": [float(v) for v in resid_ref_chi2],
-        "astrom_rms_all_matched_arcsec_median": float(np.median(rms_astro)),
-        "astrom_bright_ref_vs_truth_pix_median": float(np.median(astro_pix)),
-        "recovery_raw": recov,
-        "recovery_recoverable_15sigma": recoverable,
-        "false_detection_fraction_median": float(np.median(false_frac)),
-        "false_detection_fraction_max": float(np.max(false_frac)),
-        "artefact_stars_repeated": art_rep,
-        "artefact_stars": len(art_ids),
+    if args.outdir is not None:
+        truth.write(out / "truth")
+    results = analyse(settings, truth, cfg, edge)
+    results["survey"] = {
+        "nx": cfg.nx,
+        "ny": cfg.ny,
+        "chips": cfg.n_chips,
+        "filters": list(cfg.filters),
+        "references": cfg.n_references,
+        "epochs": cfg.n_epochs,
+        "chips_processed": len(rep.done),
+        "failed": len(rep.failed),
+        "seconds": round(time.perf_counter() - t0, 1),
     }
-    r = results
-    print(
-        f"repeatability (15.5 < mag < 18.5 constant isolated): median rms "
-        f"{r['repeatability_rms_mag_median']:.4f} mag over {len(repeat)} stars"
-    )
-    print(
-        f"residual Δmag structure vs truth (4x4 cells, per image): median rms "
-        f"{r['residual_cells_rms_mag_median']:.4f} mag, median peak-to-peak "
-        f"{r['residual_cells_p2p_mag_median']:.4f} mag over {len(resid)} images"
-    )
-    print(
-        "residual Δmag structure vs the reference (4x4 cells of distinct stars' median over"
-        " epochs, per chip):"
-        " peak-to-peak "
-        + ", ".join(f"{v:.4f}" for v in resid_ref_p2p)
-        + "; rms "
-        + ", ".join(f"{v:.4f}" for v in resid_ref_rms)
-        + "; cell noise "
-        + ", ".join(f"{v:.4f}" for v in resid_ref_noise)
-        + " mag; chi2/nu of the cells "
-        + ", ".join(f"{v:.2f}" for v in resid_ref_chi2)
-    )
-    print(
-        f"astrometry: bright reference stars vs truth median "
-        f"{r['astrom_bright_ref_vs_truth_pix_median']:.3f} pix; search-to-reference rms "
-        f"(all matched) median {r['astrom_rms_all_matched_arcsec_median']:.3f} arcsec"
-    )
-    print(
-        f"recovery, >= 0.3 mag variables >= 0.3 mag off on >= 2 epochs: {recov[0]}/{recov[1]}"
-        f" = {recov[0] / max(recov[1], 1):.1%} with >= 2 detections"
-    )
-    print(
-        f"recovery, of those beyond the 15 sigma cut on >= 2 epochs: {recoverable[0]}/"
-        f"{recoverable[1]} = {recoverable[0] / max(recoverable[1], 1):.1%}"
-    )
-    print(
-        f"false detections on constant stars: median "
-        f"{r['false_detection_fraction_median']:.4%} of sources per image (max "
-        f"{r['false_detection_fraction_max']:.4%})"
-    )
-    print(
-        f"reference-artefact stars reported as repeated variables: {art_rep} "
-        f"(of {len(art_ids)} affected)"
-    )
+    report(results)
     dest = Path(__file__).parent / "results" / "science_run.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(results, indent=2))
@@ -329,19 +125,273 @@ def main() -> None:
         EmbeddedServer(settings.home).destroy()
 
 
-def _inner(x, y, nx, ny, edge) -> bool:
-    """True when (x, y) is at least ``edge`` pix inside an nx x ny image."""
-    return bool(min(x, y, nx - 1 - x, ny - 1 - y) >= edge)
+THRESHOLDS = (5.0, 6.0, 8.0, 10.0, 15.0)
+MAG_BINS = ((14.0, 19.0), (19.0, 20.0), (20.0, 21.0), (21.0, 22.0))
 
 
-def _ref_errors(conn, refs) -> list[float]:
-    """magerr of each reference source (rows of ``refs``: id first)."""
-    rows = dict(
+def _fetch(conn, band):
+    """Reference rows and forced rows of one filter as float arrays."""
+    refs = np.array(
         conn.execute(
-            "SELECT id, magerr FROM galsources WHERE id = ANY(%s)", [[int(r) for r in refs[:, 0]]]
-        ).fetchall()
+            "SELECT s.id, s.ra, s.dec, s.mag, s.magerr, i.id, s.x, s.y, i.naxis1, i.naxis2"
+            " FROM galsources s JOIN galimages i ON s.galimage_id = i.id"
+            " JOIN galexposures e ON i.galexposure_id = e.id"
+            " WHERE s.ref_id IS NULL AND e.filter LIKE %s",
+            [band + "%"],
+        ).fetchall(),
+        dtype=float,
     )
-    return [float(rows.get(int(r), np.nan) or np.nan) for r in refs[:, 0]]
+    forced = np.array(
+        conn.execute(
+            "SELECT s.ref_id, s.mag, s.magerr, s.galimage_id, s.x, s.y, i.naxis1, i.naxis2,"
+            " e.mjd FROM galsources s JOIN galimages i ON s.galimage_id = i.id"
+            " JOIN galexposures e ON i.galexposure_id = e.id"
+            " WHERE s.ref_id IS NOT NULL AND NOT e.is_reference AND e.filter LIKE %s",
+            [band + "%"],
+        ).fetchall(),
+        dtype=float,
+    )
+    return refs, forced
+
+
+def analyse(settings, truth, cfg, edge) -> dict:
+    """All numbers of the run, from the database and the truth tables."""
+    from astropy.coordinates import SkyCoord
+
+    from photdb.db import connect
+    from photdb.sim import star_magnitudes
+
+    stars, ep = truth.stars, truth.epochs
+    tcoord = SkyCoord(np.asarray(stars["ra"]), np.asarray(stars["dec"]), unit="deg")
+    kind = np.asarray(stars["kind"])
+    amp = np.asarray(stars["amplitude"])
+    isolated = np.asarray(stars["neighbour_dist_arcsec"]) > 2.0
+    variable = kind != "constant"
+    _, dvar, _ = tcoord.match_to_catalog_sky(tcoord[variable])
+    near_variable = (dvar.arcsec < 3.0) & ~variable  # light of a variable within 3"
+    art_ids = set()
+    for s in truth.artefacts["star_ids"]:
+        art_ids |= {int(v) for v in str(s).split(",") if v.strip()}
+    artefact = np.isin(np.arange(len(stars)), list(art_ids))
+    r: dict = {"structure_vs_reference": [], "reference_vs_truth": []}
+    repeat, astro_pix, false_default = [], [], []
+    sig_const, rec_sets = [], {b: [] for b in MAG_BINS}
+    per_image, star_sig = [], []
+    rec_raw = {b: [0, 0] for b in MAG_BINS}
+    art_rep = 0
+    with connect("readonly", settings) as conn:
+        rms_astro = [
+            row[0]
+            for row in conn.execute(
+                "SELECT astrom_rms_arcsec FROM galimages WHERE astrom_rms_arcsec IS NOT NULL"
+            )
+        ]
+        ndet = dict(conn.execute("SELECT refsource_id, count(*) FROM galvarobjs GROUP BY 1"))
+        flagged = set(conn.execute("SELECT refsource_id, galimage_id FROM galvarobjs").fetchall())
+        for band in cfg.filters:
+            refs, f = _fetch(conn, band)
+            rc = SkyCoord(refs[:, 1], refs[:, 2], unit="deg")
+            idx, sep, _ = rc.match_to_catalog_sky(tcoord)  # ref source -> true star
+            matched = sep.arcsec < 0.3
+            bright = (refs[:, 3] < 18.5) & (sep.arcsec < 1.0) & isolated[idx]
+            astro_pix.extend(sep.arcsec[bright] / cfg.pixscale_arcsec)
+            sel = ep["filter"] == band
+            ref_true = np.median(
+                [star_magnitudes(stars, m, band) for m in ep["mjd"][sel & ep["is_reference"]]],
+                axis=0,
+            )
+            pos = {int(v): k for k, v in enumerate(refs[:, 0])}
+            k = np.array([pos[int(v)] for v in f[:, 0]])
+            star = idx[k]
+            inner = _inner_arr(f[:, 4], f[:, 5], f[:, 6], f[:, 7], edge)
+            inner &= _inner_arr(refs[k, 6], refs[k, 7], refs[k, 8], refs[k, 9], edge)
+            clean_ref = matched & ~variable[idx] & ~near_variable[idx] & ~artefact[idx]
+            clean_ref &= refs[:, 4] < 0.05
+            clean = clean_ref[k] & inner & np.isfinite(f[:, 1])
+            d = f[:, 1] - refs[k, 3]  # search - reference, mag
+            sig = d / np.hypot(f[:, 2], refs[k, 4])
+            sig_const.append(sig[clean])
+            for img in np.unique(f[clean, 3]):
+                w = clean & (f[:, 3] == img)
+                per_image.append({n: float(np.mean(np.abs(sig[w]) >= n)) for n in THRESHOLDS})
+            for v in np.unique(f[clean, 0]):
+                star_sig.append(sig[clean & (f[:, 0] == v)])
+            # false detections as stored (galvarobjs), per image, clean constant stars
+            for img in np.unique(f[:, 3]):
+                w = clean & (f[:, 3] == img)
+                n_false = sum((int(v), int(img)) in flagged for v in f[w, 0])
+                false_default.append(n_false / max(w.sum(), 1))
+            # repeatability (isolated bright constant stars)
+            iso = clean & isolated[star] & (ref_true[star] > 15.5) & (ref_true[star] < 18.5)
+            for v in np.unique(f[iso, 0]):
+                m = f[iso & (f[:, 0] == v), 1]
+                if m.size >= 3:
+                    repeat.append(np.std(m, ddof=1))
+            # structure of search - reference, pooled per chip over epochs: each star's
+            # median over its epochs, after each image's offset (stars < 19 mag)
+            base = clean & (refs[k, 3] < 19)
+            dd = d.copy()
+            for img in np.unique(f[:, 3]):
+                w = f[:, 3] == img
+                dd[w] -= np.median(d[w & base])
+            for chip in np.unique(refs[:, 5]):
+                rs = refs[:, 5] == chip
+                nx, ny = refs[rs, 8][0], refs[rs, 9][0]
+                w = clean & rs[k] & (refs[k, 3] > 14) & (refs[k, 3] < 20)
+                ids, val, err = M.per_star_mean(f[w, 0], dd[w], f[w, 2], refs[k[w], 4])
+                kk = np.array([pos[int(v)] for v in ids])
+                for n in (3, 4):
+                    st = M.structure(val, err, refs[kk, 6], refs[kk, 7], nx, ny, n)
+                    if st:
+                        r["structure_vs_reference"].append(
+                            {"band": band, "chip": int(chip), "grid": n, **st}
+                        )
+                # the reference itself against truth, the same stars and cells
+                rt = refs[kk, 3] - ref_true[idx[kk]]
+                st = M.structure(
+                    rt - np.median(rt),
+                    np.hypot(refs[kk, 4], 0.01),
+                    refs[kk, 6],
+                    refs[kk, 7],
+                    nx,
+                    ny,
+                    3,
+                )
+                if st:
+                    r["reference_vs_truth"].append(
+                        {"band": band, "chip": int(chip), "grid": 3, **st}
+                    )
+            # recovery: periodic variables with amplitude >= 0.3 mag, by reference mag
+            for kr in np.flatnonzero(matched & (kind[idx] == "periodic") & (amp[idx] >= 0.3)):
+                s_ = idx[kr]
+                w = (k == kr) & inner
+                if not w.any():
+                    continue
+                mb = next((b for b in MAG_BINS if b[0] <= ref_true[s_] < b[1]), None)
+                if mb is None:
+                    continue
+                rec_raw[mb][1] += 1
+                rec_raw[mb][0] += ndet.get(int(refs[kr, 0]), 0) >= 2
+                true_dm = star_magnitudes_at(stars, np.full(w.sum(), s_), f[w, 8], band)
+                if np.sum(np.abs(true_dm - ref_true[s_]) >= 0.3) >= 2:  # sampled: visible
+                    rec_sets[mb].append(sig[w])
+            star_to_ref = {int(s_): int(refs[kk_, 0]) for kk_, s_ in enumerate(idx) if matched[kk_]}
+            art_rep += sum(1 for s_ in art_ids if ndet.get(star_to_ref.get(s_, -1), 0) >= 2)
+    sig_all = np.concatenate(sig_const)
+    r |= {
+        "repeatability_rms_mag_median": float(np.median(repeat)),
+        "repeatability_n_stars": len(repeat),
+        "astrom_rms_all_matched_arcsec_median": float(np.median(rms_astro)),
+        "astrom_bright_ref_vs_truth_pix_median": float(np.median(astro_pix)),
+        "false_detection_fraction_median": float(np.median(false_default)),
+        "false_detection_fraction_max": float(np.max(false_default)),
+        "false_rate_per_point_vs_nsigma": M.false_rates(
+            sig_all, np.ones(sig_all.size, bool), THRESHOLDS
+        ),
+        "n_clean_constant_points": int(sig_all.size),
+        "false_fraction_per_image_vs_nsigma": {
+            str(n): {
+                "median": float(np.median([p[n] for p in per_image])),
+                "max": float(np.max([p[n] for p in per_image])),
+            }
+            for n in THRESHOLDS
+        },
+        "false_repeated_stars_vs_nsigma": {
+            str(n): v for n, v in M.recovery(star_sig, THRESHOLDS).items()
+        },
+        "recovery_sampled_vs_nsigma": {
+            f"{lo}-{hi}": {str(n): v for n, v in M.recovery(rec_sets[(lo, hi)], THRESHOLDS).items()}
+            for lo, hi in MAG_BINS
+        },
+        "recovery_raw_stored": {f"{lo}-{hi}": rec_raw[(lo, hi)] for lo, hi in MAG_BINS},
+        "artefact_stars_repeated": art_rep,
+        "artefact_stars": len(art_ids),
+    }
+    return r
+
+
+def star_magnitudes_at(stars, star_index, mjd, band):
+    """True magnitude of star ``star_index[i]`` at ``mjd[i]``."""
+    from photdb.sim import star_magnitudes
+
+    out = np.empty(len(star_index))
+    for m in np.unique(mjd):
+        w = mjd == m
+        out[w] = star_magnitudes(stars, m, band)[np.asarray(star_index)[w]]
+    return out
+
+
+def report(r: dict) -> None:
+    """Print the numbers of :func:`analyse`."""
+    print(
+        f"repeatability (15.5 < mag < 18.5 constant isolated): median rms "
+        f"{r['repeatability_rms_mag_median']:.4f} mag over {r['repeatability_n_stars']} stars"
+    )
+    print(
+        "residual structure of search - reference (clean constant stars 14-20 mag, each"
+        " star's weighted mean over epochs, per chip; p2p / noise-only p2p / chi2nu, mmag):"
+    )
+    for s in r["structure_vs_reference"]:
+        print(
+            f"  {s['band']} chip {s['chip']} {s['grid']}x{s['grid']}: {s['n_stars']} stars,"
+            f" p2p {1e3 * s['p2p']:.1f} (noise alone {1e3 * s['p2p_noise_only']:.1f},"
+            f" 95% {1e3 * s['p2p_noise_only_95']:.1f}), cell noise {1e3 * s['noise']:.1f},"
+            f" chi2/nu {s['chi2nu']:.2f}"
+        )
+    print("the reference itself against truth (same stars, 3x3 cells):")
+    for s in r["reference_vs_truth"]:
+        print(
+            f"  {s['band']} chip {s['chip']}: p2p {1e3 * s['p2p']:.1f} mmag"
+            f" (noise alone {1e3 * s['p2p_noise_only']:.1f}), chi2/nu {s['chi2nu']:.1f}"
+        )
+    print(
+        f"astrometry: bright reference stars vs truth median "
+        f"{r['astrom_bright_ref_vs_truth_pix_median']:.3f} pix; search-to-reference rms "
+        f"(all matched) median {r['astrom_rms_all_matched_arcsec_median']:.3f} arcsec"
+    )
+    print(
+        f"false detections stored (clean constant stars, default cut): median "
+        f"{r['false_detection_fraction_median']:.4%} per image (max "
+        f"{r['false_detection_fraction_max']:.4%})"
+    )
+    print(
+        f"false rate per point vs threshold ({r['n_clean_constant_points']} clean constant"
+        " points): "
+        + ", ".join(f"{n:g} sigma {v:.2e}" for n, v in r["false_rate_per_point_vs_nsigma"].items())
+    )
+    print(
+        "  per image (median / max): "
+        + ", ".join(
+            f"{float(n):g} sigma {v['median']:.2%} / {v['max']:.2%}"
+            for n, v in r["false_fraction_per_image_vs_nsigma"].items()
+        )
+    )
+    print(
+        "  clean constant stars with >= 2 such points (false repeated variables): "
+        + ", ".join(
+            f"{float(n):g} sigma {a}/{t}"
+            for n, (a, t) in r["false_repeated_stars_vs_nsigma"].items()
+        )
+    )
+    print(
+        "recovery of amplitude >= 0.3 mag variables seen >= 0.3 mag off on >= 2 epochs"
+        " (>= 2 points beyond N sigma), by reference mag:"
+    )
+    for b, d in r["recovery_sampled_vs_nsigma"].items():
+        print(f"  {b}: " + ", ".join(f"{float(n):g}σ {a}/{t}" for n, (a, t) in d.items()))
+    print(
+        "stored repeated detections (default cut) of all amplitude >= 0.3 variables: "
+        + ", ".join(f"{b} {a}/{t}" for b, (a, t) in r["recovery_raw_stored"].items())
+    )
+    print(
+        f"reference-artefact stars reported as repeated variables: "
+        f"{r['artefact_stars_repeated']} (of {r['artefact_stars']} affected)"
+    )
+
+
+def _inner_arr(x, y, nx, ny, edge):
+    """True where (x, y) is at least ``edge`` pix inside an nx x ny image."""
+    return (x >= edge) & (y >= edge) & (x <= nx - 1 - edge) & (y <= ny - 1 - edge)
 
 
 if __name__ == "__main__":

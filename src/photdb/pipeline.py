@@ -39,6 +39,7 @@ from photdb.astrometry import AstrometrySolution, refine_wcs
 from photdb.background import Background, estimate_sky
 from photdb.calibration import CalibrationResult, calibrate_search_catalog, fit_zero_point
 from photdb.image import Image, MaskBits, build_mask, make_variance, read_image
+from photdb.pedestal import PedestalFit, fit_flux_pedestal
 from photdb.photometry import estimate_fwhm, measure_forced, measure_sources
 from photdb.pipeline_config import NOMINAL_ZP, PipelineConfig, SelectionConfig
 from photdb.variability import detect_variables
@@ -559,15 +560,17 @@ def reduce_search(
         forced["x"], forced["y"] = xr[rows], yr[rows]
     with timer("calibration"):
         fit_ref = _fit_reference(reference[rows], forced, cfg.selection)
-        pedestal = 0.0
+        ped = None
         if cfg.selection.fit_pedestal:
-            pedestal = _fit_pedestal(forced, fit_ref, zp_approx, cfg)
-            _subtract_pedestal(forced, pedestal)
+            ped = _fit_pedestal(forced, fit_ref, zp_approx, prep.data.shape, cfg)
+            if ped is not None:
+                _subtract_pedestal(forced, ped.surface(_f(forced, "x"), _f(forced, "y")))
         cal, calres = calibrate_search_catalog(
             forced,
             fit_ref,
             shape=prep.data.shape,
             config=cfg.calibration,
+            scale_ref=Table({"mag": ref_mag[rows], "magerr": ref_err[rows]}),
         )
     with timer("variability"):
         is_var, signif = detect_variables(
@@ -592,7 +595,8 @@ def reduce_search(
         "astrom_offset_arcsec": list(sol.offset_arcsec),
         "zp_approx": zp_approx,
         "zp_approx_scatter": zp_scatter,
-        "pedestal_adu": pedestal,
+        "pedestal_adu": ped.mean_adu if ped is not None else 0.0,
+        "pedestal_coeffs": ped.surface.to_list() if ped is not None else None,
         "zp": calres.zp,
         "chi2nu_before": calres.chi2nu_before,
         "error_factor": calres.error_factor,
@@ -603,37 +607,33 @@ def reduce_search(
     return SearchResult(catalog, sol.wcs, calres, sol, stats)
 
 
-def _fit_pedestal(forced: Table, fit_ref: Table, zp: float, config: PipelineConfig) -> float:
-    """Additive flux offset (ADU) of the forced fluxes against the reference.
+def _fit_pedestal(
+    forced: Table, fit_ref: Table, zp: float, shape: tuple[int, int], config: PipelineConfig
+) -> PedestalFit | None:
+    """Additive flux error (ADU) of the forced fluxes against the reference, c(x, y).
 
-    A sky error δ (ADU/pix) shifts every forced PSF flux by ``δ N_eff``: a constant in
-    flux, hence a magnitude error growing towards faint stars that a Δmag(x, y)
-    surface cannot absorb (in crowded fields the Bijaoui and crowdsource residual
-    skies depend on seeing at the ~0.5σ level).  Fitted as ``f = k f_ref + c`` by
-    iteratively clipped inverse-variance least squares over the calibration stars.
+    See :mod:`photdb.pedestal`: ``f = g(x, y) f_ref + c(x, y)`` over the calibration
+    stars, ``f_ref`` the reference magnitude on the search image's approximate scale.
+    None when there are too few stars (nothing is subtracted then).
     """
-    f, df = _f(forced, "flux"), _f(forced, "dflux")
     fr = 10.0 ** (-0.4 * (_f(fit_ref, "mag") - zp))
-    sel = np.isfinite(f) & np.isfinite(fr) & (df > 0) & (_f(fit_ref, "magerr") <= 0.05)
-    if sel.sum() < config.calibration.min_stars:
-        return 0.0
-    w = np.where(sel, 1.0 / np.where(sel, df, 1.0), 0.0)
-    keep = sel.copy()
-    c = 0.0
-    for _ in range(config.calibration.max_iter):
-        design = np.column_stack([fr[keep], np.ones(keep.sum())]) * w[keep, None]
-        (k, c), *_ = np.linalg.lstsq(design, f[keep] * w[keep], rcond=None)
-        norm = np.where(sel, (f - k * fr - c) * w, np.inf)
-        sig = 1.4826 * np.median(np.abs(norm[keep]))
-        new = sel & (np.abs(norm) <= config.calibration.clip_sigma * max(sig, 1e-12))
-        if np.array_equal(new, keep) or new.sum() < config.calibration.min_stars:
-            break
-        keep = new
-    return float(c)
+    dfr = fr * _f(fit_ref, "magerr") / 1.0857362047581294
+    sel = np.isfinite(fr) & (_f(fit_ref, "magerr") <= config.calibration.max_fit_magerr)
+    cal = config.calibration
+    try:
+        return fit_flux_pedestal(
+            _f(forced, "x")[sel], _f(forced, "y")[sel], _f(forced, "flux")[sel],
+            _f(forced, "dflux")[sel], fr[sel], dfr[sel], shape=shape,
+            order=config.selection.pedestal_order, gain_order=cal.chebyshev_order,
+            floor_frac=cal.error_floor_mag / 1.0857362047581294,
+            clip_sigma=cal.clip_sigma, max_iter=cal.max_iter, min_stars=cal.min_stars,
+        )  # fmt: skip
+    except ValueError:
+        return None
 
 
-def _subtract_pedestal(forced: Table, pedestal: float) -> None:
-    """Remove the pedestal in place and recompute the instrumental magnitudes."""
+def _subtract_pedestal(forced: Table, pedestal: np.ndarray) -> None:
+    """Remove the pedestal (ADU per star) in place; recompute instrumental magnitudes."""
     flux = _f(forced, "flux") - pedestal
     dflux = _f(forced, "dflux")
     pos = flux > 0

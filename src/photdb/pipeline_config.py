@@ -96,6 +96,13 @@ class SelectionConfig:
         effective area) before the Δmag surface fit.  Without it, the seeing-dependent
         sky error of a crowded field biases faint stars by 0.05-0.3 mag at 19-21 mag
         in 1.4" seeing and inflates the χ²/ν factor several-fold.
+    pedestal_order : int, default 2
+        Order of that additive offset as a 2-D Chebyshev surface c(x, y) in ADU, fitted
+        jointly with a multiplicative surface of the calibration's order
+        (``f = g(x, y) f_ref + c(x, y)``, :func:`photdb.pedestal.fit_flux_pedestal`): the
+        sky error changes across a crowded chip, and a single constant left faint-star
+        structure that the Chebyshev Δmag fit then imprinted on the bright stars.
+        0 is one constant.
     gain_fallback : float or None, default None
         e-/ADU used by :func:`photdb.pipeline.load_image` when the header has no gain;
         None estimates an *effective* gain from the image itself (sky level / sky
@@ -110,6 +117,7 @@ class SelectionConfig:
     fit_require_unflagged: bool = True
     ref_nondetection: bool = True
     fit_pedestal: bool = True
+    pedestal_order: int = 2
     gain_fallback: float | None = None
 
 

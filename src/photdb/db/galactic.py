@@ -222,26 +222,23 @@ def mark_failed(conn: psycopg.Connection, galimage_id: int, reason: str) -> None
 def fetch_reference_table(conn: psycopg.Connection, galimage_id: int) -> Table:
     """The reference catalogue of an image (ref_id NULL rows).
 
-    Columns ``id, ra, dec, mag, magerr`` and ``x, y`` (pixel position on the
-    reference image, which tells the pipeline where the reference footprint ends).
+    Columns ``id, ra, dec, mag, magerr``; ``x, y`` (pixel position on the
+    reference image, which tells the pipeline where the reference footprint ends);
+    and crowdsource's ``qf``, ``fracflux`` (NaN when not stored) and ``flags`` (0
+    when not stored), which the pipeline uses to choose calibration stars, as it
+    does with an in-memory reference catalogue.
     """
     rows = conn.execute(
-        "SELECT id, ra, dec, mag, magerr, x, y FROM galsources"
-        " WHERE galimage_id = %s AND ref_id IS NULL ORDER BY id",
+        "SELECT id, ra, dec, mag, magerr, x, y, qf, fracflux, coalesce(flags, 0)"
+        " FROM galsources WHERE galimage_id = %s AND ref_id IS NULL ORDER BY id",
         [galimage_id],
     ).fetchall()
-    arr = np.array(rows, dtype=float).reshape(-1, 7)
-    return Table(
-        {
-            "id": arr[:, 0].astype(np.int64),
-            "ra": arr[:, 1],
-            "dec": arr[:, 2],
-            "mag": arr[:, 3],
-            "magerr": arr[:, 4],
-            "x": arr[:, 5],
-            "y": arr[:, 6],
-        }
-    )
+    arr = np.array(rows, dtype=float).reshape(-1, 10)
+    names = ("ra", "dec", "mag", "magerr", "x", "y", "qf", "fracflux")
+    cols = {"id": arr[:, 0].astype(np.int64)}
+    cols |= {name: arr[:, k + 1] for k, name in enumerate(names)}
+    cols["flags"] = arr[:, 9].astype(np.int64)
+    return Table(cols)
 
 
 # ---------------------------------------------------------------- queries

@@ -10,6 +10,7 @@ from numpy.polynomial import chebyshev as C
 from photdb.calibration import (
     CalibrationConfig,
     ChebyshevSurface,
+    MagErrorScale,
     apply_error_floor,
     calibrate_search_catalog,
     fit_delta_mag_surface,
@@ -187,8 +188,17 @@ def test_calibrate_search_catalog_end_to_end():
     er = ref["magerr"][used]
     expected = np.mean((1.5**2 * fl**2 + er**2) / (fl**2 + er**2))
     assert res.chi2nu_before == pytest.approx(expected, rel=0.06)
+    # the per-magnitude factor finds nothing left to fix here (errors are uniformly
+    # 1.5x too small, which the global factor already absorbed) ...
+    ms = res.mag_error_scale
+    assert len(ms["factor"]) >= 3 and all(1.0 <= f < 1.06 for f in ms["factor"])
+    # ... and multiplies the floored, rescaled errors
+    scale = MagErrorScale(tuple(ms["mag"]), tuple(ms["factor"]), tuple(ms["n"]))
     np.testing.assert_allclose(
-        out["magerr"][20:], res.error_factor * np.fmax(table["magerr_inst"][20:], 0.01)
+        out["magerr"][20:],
+        res.error_factor
+        * np.fmax(table["magerr_inst"][20:], 0.01)
+        * scale(np.asarray(ref["mag"][20:])),
     )
     np.testing.assert_allclose(out["magerr_raw"][20:], table["magerr_inst"][20:])
     # chi2/nu of constant stars (all magnitudes, not only fit stars) is ~1 after rescaling
@@ -200,6 +210,20 @@ def test_calibrate_search_catalog_end_to_end():
     blob = json.loads(json.dumps(res.to_dict()))
     assert blob["cheb_coeffs"] == res.cheb_coeffs
     assert len(res.cheb_coeffs) == 5
+
+
+def test_sparse_catalogue_gets_a_lower_order():
+    """Fewer than 3 stars per term of the 4th-order surface: the order drops until
+    there are, and the errors still get a finite χ²/ν factor."""
+    table, ref, _ = simulate()
+    rows = np.r_[np.arange(20), np.random.default_rng(9).choice(np.arange(20, len(table)), 45)]
+    out, res = calibrate_search_catalog(
+        table[rows], ref[rows], shape=(NY, NX), config=CalibrationConfig(min_stars=20)
+    )
+    # 45 stars (fewer pass the fit cuts) < 3 x 16 terms: order 2 (9 terms)
+    assert len(res.cheb_coeffs) == 3
+    assert np.isfinite(res.error_factor) and res.n_fit > 11
+    assert np.all(np.isfinite(out["mag"][20:]))
 
 
 def test_calibrate_search_catalog_input_checks():
