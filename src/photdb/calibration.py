@@ -35,6 +35,7 @@ __all__ = [
     "ChebyshevSurface",
     "ErrorScale",
     "MagErrorScale",
+    "affordable_order",
     "apply_error_floor",
     "calibrate_search_catalog",
     "fit_delta_mag_surface",
@@ -168,6 +169,17 @@ def fit_zero_point(
     else:
         zp = float(np.sum(w[keep] * d[keep]) / np.sum(w[keep]))
     return zp, _robust_sigma(d[keep]), int(keep.sum())
+
+
+def affordable_order(n_stars: int, config: CalibrationConfig = CalibrationConfig()) -> int:
+    """Highest order <= ``config.chebyshev_order`` with ``config.min_stars_per_term``
+    stars per term of the surface (0 at least)."""
+    order = config.chebyshev_order
+    while (
+        order > 0 and n_stars < config.min_stars_per_term * _terms(order, config.total_degree).sum()
+    ):
+        order -= 1
+    return order
 
 
 def _terms(order: int, total_degree: bool) -> np.ndarray:
@@ -408,9 +420,7 @@ def calibrate_search_catalog(
     zp, zp_scatter, _ = fit_zero_point(
         mag_inst[sel], mref[sel], clip_sigma=cfg.clip_sigma, max_iter=cfg.max_iter
     )
-    order = cfg.chebyshev_order
-    while order > 0 and sel.sum() < cfg.min_stars_per_term * _terms(order, cfg.total_degree).sum():
-        order -= 1
+    order = affordable_order(int(sel.sum()), cfg)
     fit_cfg = replace(cfg, chebyshev_order=order)
     floored = apply_error_floor(err_inst, floor=cfg.error_floor_mag, mode=cfg.floor_mode)
     comp_err = np.hypot(floored, eref)

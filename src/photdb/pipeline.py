@@ -35,6 +35,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 import photdb
+from photdb.absolute import flatten_reference
 from photdb.astrometry import AstrometrySolution, refine_wcs
 from photdb.background import Background, estimate_sky
 from photdb.calibration import CalibrationResult, calibrate_search_catalog, fit_zero_point
@@ -405,12 +406,17 @@ def reduce_reference(
     astrometric_reference : astropy.table.Table, optional
         Absolute positions (``ra``, ``dec`` in degrees, optional ``mag``) the image's
         WCS is refined against before the catalogue's sky positions are computed
-        (see ``PipelineConfig.astrometric_catalog``).
+        (see ``PipelineConfig.astrometric_catalog``). When it also has a
+        ``mag_<band>`` column for this image's band, the catalogue is put on that
+        photometric system, flat across the chip (:func:`photdb.absolute.flatten_reference`).
 
     Returns
     -------
     ReferenceResult
-        ``stats["timings_s"]`` has ``mask, sky, detect, [astrometry,] catalog``.
+        ``stats["timings_s"]`` has ``mask, sky, detect, [astrometry,] catalog
+        [, photometric]``; ``stats["photometric_calibration"]`` the external fit, or
+        why it was skipped (too few catalogue matches: the header or nominal zero point
+        then stays, as without a catalogue).
     """
     timer = _Timer()
     prep = _prepared(image, config, timer)
@@ -422,10 +428,36 @@ def reduce_reference(
     with timer("catalog"):
         zp, zp_source = _zero_point(image, config, band)
         cat = _reference_table(det, wcs, zp)
+    phot: dict[str, Any] = {}
+    column = _photometric_column(astrometric_reference, band, image.header)
+    if column is not None and config.selection.reference_photometry:
+        with timer("photometric"):
+            try:
+                cat, phot = flatten_reference(
+                    cat, astrometric_reference, column, shape=prep.data.shape,
+                    config=config.calibration,
+                )  # fmt: skip
+                zp, zp_source = zp + phot["zp"], f"catalogue {column}"
+            except ValueError as exc:  # too sparse: keep the header/nominal zero point
+                phot = {"column": column, "skipped": str(exc)}
     stats = _common_stats(prep, det, config) | astrom
     stats |= {"zp": zp, "zp_source": zp_source, "n_references": 1, "stacked": _is_stack(image)}
+    if phot:
+        stats["photometric_calibration"] = phot
     stats["timings_s"] = timer.as_dict()
     return ReferenceResult(cat, wcs, stats)
+
+
+def _photometric_column(catalog: Table | None, band: str | None, header: fits.Header) -> str | None:
+    """The catalogue's ``mag_<band>`` column for this image: the header's BAND/FILTER
+    first, then the database's filter name and its part before ``_`` (``r_decam``)."""
+    if catalog is None:
+        return None
+    names = [_header_band(header), band, (band or "").split("_")[0]]
+    for b in names:
+        if b and f"mag_{b}" in catalog.colnames:
+            return f"mag_{b}"
+    return None
 
 
 def _tie_to_catalog(

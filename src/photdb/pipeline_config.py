@@ -103,6 +103,12 @@ class SelectionConfig:
         sky error changes across a crowded chip, and a single constant left faint-star
         structure that the Chebyshev Δmag fit then imprinted on the bright stars.
         0 is one constant.
+    reference_photometry : bool, default True
+        When the astrometric catalogue also has a ``mag_<band>`` column (e.g. DECaPS or
+        Pan-STARRS photometry in the survey's band), fit a zero point and a Chebyshev
+        surface of the reference catalogue against it: references become flat and
+        absolute instead of carrying their own flat-field error (the notebook's
+        reference zero point is "within 10% or 20%").
     gain_fallback : float or None, default None
         e-/ADU used by :func:`photdb.pipeline.load_image` when the header has no gain;
         None estimates an *effective* gain from the image itself (sky level / sky
@@ -118,6 +124,7 @@ class SelectionConfig:
     ref_nondetection: bool = True
     fit_pedestal: bool = True
     pedestal_order: int = 2
+    reference_photometry: bool = True
     gain_fallback: float | None = None
 
 
@@ -186,7 +193,9 @@ class PipelineConfig:
         optionally ``mag``), e.g. Gaia stars of the field. When given, every reference
         image's WCS is refined against it, so reference positions are absolute and
         agree across filters (the cross-filter match needs that); without it the
-        reference positions inherit the header WCS error.
+        reference positions inherit the header WCS error. Columns ``mag_<band>`` (and
+        ``mag_<band>_err``), when present, also calibrate the references
+        photometrically (``selection.reference_photometry``).
     """
 
     mask: MaskConfig = field(default_factory=MaskConfig)

@@ -202,6 +202,17 @@ def _clipped_width(z: np.ndarray, clip: float, max_iter: int = 20) -> float:
     return w
 
 
+def _unit_width(width, lo: float, step: float, top: float) -> float:
+    """Smallest argument >= ``lo`` where the decreasing ``width`` reaches 1 (``lo`` if
+    ``width(lo) <= 1``): bracket by doubling from ``step`` up to ``top``, then Brent."""
+    if width(lo) <= 1.0:
+        return lo
+    hi = step
+    while width(hi) > 1.0 and hi < top:
+        hi *= 2.0
+    return float(brentq(lambda v: width(v) - 1.0, lo, hi, xtol=1e-7))
+
+
 def fit_magnitude_error_scale(
     mag_ref: np.ndarray,
     resid: np.ndarray,
@@ -268,12 +279,7 @@ def fit_magnitude_error_scale(
         def width(k: float, rg=rg, sg=sg, srg=srg) -> float:
             return _clipped_width(rg / np.sqrt(k**2 * sg**2 + srg**2), clip)
 
-        k = 1.0
-        if width(1.0) > 1.0:
-            hi = 2.0
-            while width(hi) > 1.0 and hi < 1e4:
-                hi *= 2.0
-            k = float(brentq(lambda kk: width(kk) - 1.0, 1.0, hi, xtol=1e-6))
+        k = _unit_width(width, 1.0, 2.0, 1e4)
         mags.append(float(np.median(m[g])))
         factors.append(k)
         counts.append(int(g.size))
@@ -336,9 +342,4 @@ def fit_blend_error(
     def width(eps: float) -> float:
         return _clipped_width(r / np.sqrt(s**2 + sr**2 + (eps * c) ** 2), clip)
 
-    if width(0.0) <= 1.0:
-        return 0.0
-    hi = 0.01
-    while width(hi) > 1.0 and hi < 10.0:
-        hi *= 2.0
-    return float(brentq(lambda e: width(e) - 1.0, 0.0, hi, xtol=1e-7))
+    return _unit_width(width, 0.0, 0.01, 10.0)

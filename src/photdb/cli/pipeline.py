@@ -87,9 +87,9 @@ def process_cmd(
         None,
         "--nsigma",
         min=0.0,
-        help="Detection cut in sigma (default 15, the notebook's; with the calibrated "
-        "errors about 6 keeps false detections below 0.1% per image on simulated bulge "
-        "fields). Same as [variability] nsigma in --config.",
+        help="Detection cut in sigma (default 15, the notebook's). With photdb's calibrated "
+        "errors 6-8 gives about 0.1% false detections per image or fewer on simulated bulge "
+        "fields (benchmarks/science_run.py). Same as [variability] nsigma in --config.",
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed images too."),
 ) -> None:

@@ -122,7 +122,10 @@ class SimTruth:
         Returns
         -------
         astropy.table.Table
-            ``ra``, ``dec`` (deg), ``mag`` and ``star_id``; transients are left out.
+            ``ra``, ``dec`` (deg), ``mag`` (first filter), ``mag_<band>`` and
+            ``mag_<band>_err`` for every simulated band (true mean magnitude plus
+            Gaussian noise of the stated error) and ``star_id``; transients are left
+            out.
         """
         band = self.config.filters[0]
         mag = np.asarray(self.stars[f"mag_{band}"], float)
@@ -138,8 +141,16 @@ class SimTruth:
         )
         out["dec"] = dec + rng.normal(0, sig, n)
         out["mag"] = mag[keep]
-        out["ra"].unit = out["dec"].unit = "deg"
         out["mag"].unit = "mag"
+        # survey-band photometry (DECaPS/Pan-STARRS-like): the mean magnitude with an
+        # error of 5 mmag plus photon noise reaching 0.02 mag at 20 mag
+        for b in self.config.filters:
+            m = np.asarray(self.stars[f"mag_{b}"], float)[keep]
+            err = np.hypot(0.005, 0.02 * 10 ** (0.4 * (m - 20.0)))
+            out[f"mag_{b}"] = m + rng.normal(0.0, err)
+            out[f"mag_{b}_err"] = err
+            out[f"mag_{b}"].unit = out[f"mag_{b}_err"].unit = "mag"
+        out["ra"].unit = out["dec"].unit = "deg"
         return out
 
     def _image_row(self, exposure: int, chip: int):
