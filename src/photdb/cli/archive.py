@@ -57,7 +57,7 @@ def ingest(
         None,
         "--filters-map",
         help="TOML file with "
-        "[filters] / [modes] entries overriding the "
+        "\\[filters] / \\[modes] entries overriding the "
         "shipped FILTER and IMAGETYP maps.",
     ),
 ) -> None:
@@ -142,7 +142,7 @@ def _print_load(report, what: str) -> None:
 def objects_load(
     file: Path = typer.Argument(..., help="CSV, ECSV, VOTable or FITS table of objects."),
     match_radius: float = typer.Option(
-        1.0, "--match-radius", help="Positions closer than this [arcsec] are the same object."
+        1.0, "--match-radius", help="Positions closer than this (arcsec) are the same object."
     ),
 ) -> None:
     """Load objects (position and Gaia/SIMBAD/VSX/UCAC4/APASS names) into ``objects``."""

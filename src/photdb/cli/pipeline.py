@@ -80,7 +80,7 @@ def process_cmd(
     astrometric_catalog: Path | None = typer.Option(
         None,
         "--astrometric-catalog",
-        help="Catalogue (ra, dec [deg], mag) that reference WCSs are tied to, e.g. Gaia; "
+        help="Catalogue (ra, dec \\[deg], mag) that reference WCSs are tied to, e.g. Gaia; "
         "makes positions absolute and consistent across filters.",
     ),
     nsigma: float | None = typer.Option(
@@ -89,7 +89,7 @@ def process_cmd(
         min=0.0,
         help="Detection cut in sigma (default 15, the notebook's). With photdb's calibrated "
         "errors 6-8 gives about 0.1% false detections per image or fewer on simulated bulge "
-        "fields (benchmarks/science_run.py). Same as [variability] nsigma in --config.",
+        "fields (benchmarks/science_run.py). Same as \\[variability] nsigma in --config.",
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed images too."),
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -67,4 +68,6 @@ def test_every_cli_command_has_help():
         for param in cmd.params:
             if getattr(param, "param_type_name", "") == "option" and param.name != "help":
                 assert (param.help or "").strip(), f"`{name} {param.opts[0]}` has no help text"
+                # rich markup would swallow an unescaped [word] (e.g. a TOML section)
+                assert not re.search(r"(?<!\\)\[[a-z_/]+\]", param.help), (name, param.help)
     assert {"db", "db init", "db url", "db start", "db stop", "db status"} <= set(seen)
