@@ -37,9 +37,8 @@ def flatten_reference(
     *,
     shape: tuple[int, int],
     config: CalibrationConfig = CalibrationConfig(),
+    use: np.ndarray | None = None,
     match_radius_arcsec: float = 0.5,
-    min_qf: float = 0.9,
-    min_fracflux: float = 0.5,
     min_stars_per_term: float = 10.0,
 ) -> tuple[Table, dict]:
     """Put a reference catalogue on an external catalogue's photometric system.
@@ -48,8 +47,7 @@ def flatten_reference(
     ----------
     catalog : astropy.table.Table
         Reference catalogue with ``ra``, ``dec`` (deg, absolute), ``x``, ``y`` (pix),
-        ``mag``, ``magerr``; ``qf``, ``fracflux``, ``flags`` when present choose the
-        stars used.
+        ``mag``, ``magerr``.
     photometric : astropy.table.Table
         External catalogue with ``ra``, ``dec`` (deg) and the magnitude ``column``
         (and ``<column>_err`` when known).
@@ -59,10 +57,11 @@ def flatten_reference(
         ``(ny, nx)`` of the reference image.
     config : CalibrationConfig
         Surface order, clipping, error floor, ``max_fit_magerr``, ``min_stars``.
+    use : numpy.ndarray of bool, optional
+        Reference stars good enough for the fit (the pipeline passes its calibration
+        quality cuts: ``qf``, ``fracflux``, flags); default all.
     match_radius_arcsec : float
         Association radius. Default 0.5.
-    min_qf, min_fracflux : float
-        Quality cuts on the reference stars used. Defaults 0.9 and 0.5.
     min_stars_per_term : float
         The surface's order (at most ``config.chebyshev_order``) is the highest with
         this many matched stars per term. Default 10: an external catalogue is
@@ -96,12 +95,8 @@ def flatten_reference(
     idx, sep, _ = ref_sky.match_to_catalog_sky(cat_sky)
     ok = (sep.arcsec <= match_radius_arcsec) & np.isfinite(mcat[idx]) & np.isfinite(mref)
     ok &= np.isfinite(eref) & (eref <= config.max_fit_magerr)
-    if "qf" in catalog.colnames:
-        ok &= np.nan_to_num(np.asarray(catalog["qf"], float)) >= min_qf
-    if "fracflux" in catalog.colnames:
-        ok &= np.nan_to_num(np.asarray(catalog["fracflux"], float)) >= min_fracflux
-    if "flags" in catalog.colnames:
-        ok &= np.asarray(catalog["flags"]) == 0
+    if use is not None:
+        ok &= np.asarray(use, bool)
     # one reference star per catalogue star: a catalogue star matched twice is a blend
     counts = np.bincount(idx[ok], minlength=len(photometric))
     ok &= counts[idx] == 1

@@ -20,6 +20,7 @@ from astropy.table import Column, Table
 from numpy.polynomial import chebyshev as C
 
 from photdb.uncertainty import (
+    MAD_TO_SIGMA,
     ErrorScale,
     MagErrorScale,
     apply_error_floor,
@@ -38,13 +39,12 @@ __all__ = [
     "affordable_order",
     "apply_error_floor",
     "calibrate_search_catalog",
+    "fit_clipped_lstsq",
     "fit_delta_mag_surface",
     "fit_magnitude_error_scale",
     "fit_zero_point",
     "rescale_errors",
 ]
-
-MAD_TO_SIGMA = 1.482602218505602
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,12 @@ class ChebyshevSurface:
         ys = (2.0 * np.asarray(y, float) + 1.0) / ny - 1.0
         return xs, ys
 
+    def vander(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Design matrix ``T_i(x') T_j(y')`` at pixel positions, columns in
+        ``coeffs.ravel()`` order (all ``(order + 1)²`` terms)."""
+        xs, ys = self.scaled(x, y)
+        return C.chebvander2d(xs, ys, [self.order, self.order])
+
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Evaluate at pixel positions (0-based, x = column, y = row)."""
         xs, ys = self.scaled(x, y)
@@ -225,6 +231,49 @@ class ChebyshevSurface:
     def to_list(self) -> list[list[float]]:
         """Coefficients as nested lists (for JSON)."""
         return self.coeffs.tolist()
+
+
+def fit_clipped_lstsq(
+    design: np.ndarray,
+    y: np.ndarray,
+    sigma: np.ndarray,
+    keep: np.ndarray,
+    *,
+    clip_sigma: float = 3.0,
+    max_iter: int = 10,
+    min_rows: int = 1,
+    what: str = "the fit",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted linear least squares with iterative clipping of the normalised residuals.
+
+    Each iteration fits ``design @ p ≈ y`` with weights ``1 / sigma²`` over the rows in
+    ``keep``, then keeps the rows (all rows, so a rejected one may return) whose
+    ``(y - design @ p) / sigma`` is within ``clip_sigma`` x 1.4826 MAD of the kept
+    rows' median, until the set is stable or ``max_iter`` fits were done.
+
+    Returns
+    -------
+    params : numpy.ndarray
+    keep : numpy.ndarray of bool
+        Rows used in the final fit.
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``min_rows`` rows left ("too few stars survive clipping for ...").
+    """
+    for _ in range(max_iter):
+        if keep.sum() < min_rows:
+            raise ValueError(f"too few stars survive clipping for {what}")
+        sol, *_ = np.linalg.lstsq(design[keep] / sigma[keep, None], y[keep] / sigma[keep],
+                                  rcond=None)  # fmt: skip
+        norm = (y - design @ sol) / sigma
+        sig = _robust_sigma(norm[keep])
+        new = np.abs(norm - np.median(norm[keep])) <= clip_sigma * max(sig, 1e-12)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return sol, keep
 
 
 def fit_delta_mag_surface(
@@ -274,22 +323,14 @@ def fit_delta_mag_surface(
     order = config.chebyshev_order
     tmask = _terms(order, config.total_degree)
     proto = ChebyshevSurface(np.zeros((order + 1, order + 1)), tuple(shape))
-    xs, ys = proto.scaled(x[good], y[good])
-    vander = C.chebvander2d(xs, ys, [order, order])[:, tmask.ravel()]
+    vander = proto.vander(x[good], y[good])[:, tmask.ravel()]
     d, e = dmag[good], err[good]
     norm = (d - np.median(d)) / e
     keep = np.abs(norm - np.median(norm)) <= config.clip_sigma * max(_robust_sigma(norm), 1e-12)
-    for _ in range(config.max_iter):
-        if keep.sum() < max(config.min_stars, vander.shape[1] + 2):
-            raise ValueError("too few stars survive clipping for the surface fit")
-        a = vander[keep] / e[keep, None]
-        sol, *_ = np.linalg.lstsq(a, d[keep] / e[keep], rcond=None)
-        norm = (d - vander @ sol) / e
-        sig = _robust_sigma(norm[keep])
-        new = np.abs(norm - np.median(norm[keep])) <= config.clip_sigma * max(sig, 1e-12)
-        if np.array_equal(new, keep):
-            break
-        keep = new
+    sol, keep = fit_clipped_lstsq(
+        vander, d, e, keep, clip_sigma=config.clip_sigma, max_iter=config.max_iter,
+        min_rows=max(config.min_stars, vander.shape[1] + 2), what="the surface fit",
+    )  # fmt: skip
     coeffs = np.zeros((order + 1, order + 1))
     coeffs[tmask] = sol
     used = np.zeros(dmag.shape, dtype=bool)

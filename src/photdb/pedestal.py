@@ -25,13 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.polynomial import chebyshev as C
 
-from photdb.calibration import ChebyshevSurface
+from photdb.calibration import ChebyshevSurface, fit_clipped_lstsq
+from photdb.uncertainty import MAD_TO_SIGMA
 
 __all__ = ["PedestalFit", "fit_flux_pedestal"]
-
-MAD_TO_SIGMA = 1.482602218505602
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,11 +57,6 @@ class PedestalFit:
         ny, nx = self.surface.shape
         yy, xx = np.mgrid[0 : ny - 1 : 32j, 0 : nx - 1 : 32j]
         return float(np.mean(self.surface(xx, yy)))
-
-
-def _vander(surface: ChebyshevSurface, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    xs, ys = surface.scaled(x, y)
-    return C.chebvander2d(xs, ys, [surface.order, surface.order])
 
 
 def fit_flux_pedestal(
@@ -137,7 +130,7 @@ def fit_flux_pedestal(
     gain = ChebyshevSurface(np.zeros((gain_order + 1, gain_order + 1)), shape)
     ped = ChebyshevSurface(np.zeros((order + 1, order + 1)), shape)
     xg, yg, fg, frg = x[good], y[good], f[good], fr[good]
-    vg, vp = _vander(gain, xg, yg), _vander(ped, xg, yg)
+    vg, vp = gain.vander(xg, yg), ped.vander(xg, yg)
     design = np.hstack([vg * frg[:, None], vp])
     n_par = design.shape[1]
     scale = np.median(fg / frg)  # first guess of g, for the error model
@@ -147,17 +140,10 @@ def fit_flux_pedestal(
     keep = np.abs(norm - med) <= max(5.0, clip_sigma) * max(
         MAD_TO_SIGMA * np.median(np.abs(norm - med)), 1e-12
     )
-    for _ in range(max_iter):
-        if keep.sum() < max(min_stars, 2 * n_par):
-            raise ValueError("too few stars survive clipping for the pedestal fit")
-        sol, *_ = np.linalg.lstsq(design[keep] / sigma[keep, None], fg[keep] / sigma[keep],
-                                  rcond=None)  # fmt: skip
-        norm = (fg - design @ sol) / sigma
-        sig = MAD_TO_SIGMA * np.median(np.abs(norm[keep] - np.median(norm[keep])))
-        new = np.abs(norm - np.median(norm[keep])) <= clip_sigma * max(sig, 1e-12)
-        if np.array_equal(new, keep):
-            break
-        keep = new
+    sol, keep = fit_clipped_lstsq(
+        design, fg, sigma, keep, clip_sigma=clip_sigma, max_iter=max_iter,
+        min_rows=max(min_stars, 2 * n_par), what="the pedestal fit",
+    )  # fmt: skip
     ng = vg.shape[1]
     gain_c = sol[:ng].reshape(gain_order + 1, gain_order + 1)
     ped_c = sol[ng:].reshape(order + 1, order + 1)

@@ -435,7 +435,7 @@ def reduce_reference(
             try:
                 cat, phot = flatten_reference(
                     cat, astrometric_reference, column, shape=prep.data.shape,
-                    config=config.calibration,
+                    config=config.calibration, use=_fit_quality(config.selection, cat),
                 )  # fmt: skip
                 zp, zp_source = zp + phot["zp"], f"catalogue {column}"
             except ValueError as exc:  # too sparse: keep the header/nominal zero point
@@ -482,16 +482,23 @@ def _tie_to_catalog(
     }
 
 
-def _fit_reference(reference: Table, search: Table, sel: SelectionConfig) -> Table:
-    """Reference mag/magerr for the calibration; NaN for stars kept out of the fits."""
-    ok = np.ones(len(search), dtype=bool)
-    for tab in (reference, search):
+def _fit_quality(sel: SelectionConfig, *tables: Table) -> np.ndarray:
+    """Rows good enough for a calibration fit on every table (matched row by row):
+    crowdsource ``qf`` and ``fracflux`` above the selection's limits, no mask flag."""
+    ok = np.ones(len(tables[0]), dtype=bool)
+    for tab in tables:
         if "qf" in tab.colnames:
             ok &= np.nan_to_num(_f(tab, "qf")) >= sel.fit_min_qf
         if "fracflux" in tab.colnames:
             ok &= np.nan_to_num(_f(tab, "fracflux")) >= sel.fit_min_fracflux
         if sel.fit_require_unflagged and "flags" in tab.colnames:
             ok &= np.asarray(tab["flags"]) == 0
+    return ok
+
+
+def _fit_reference(reference: Table, search: Table, sel: SelectionConfig) -> Table:
+    """Reference mag/magerr for the calibration; NaN for stars kept out of the fits."""
+    ok = _fit_quality(sel, reference, search)
     return Table(
         {"mag": np.where(ok, _f(reference, "mag"), np.nan), "magerr": _f(reference, "magerr")}
     )

@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 from astropy.table import Table
 
+from photdb.uncertainty import MAD_TO_SIGMA
+
 __all__ = [
     "VariabilityConfig",
     "VariabilityIndices",
@@ -27,8 +29,6 @@ __all__ = [
     "select_repeated",
     "variability_indices",
 ]
-
-MAD_TO_SIGMA = 1.482602218505602
 
 
 @dataclass(frozen=True)

@@ -164,17 +164,18 @@ def ingest_exposure(
         obs_id = _name_id(
             cur, "observatories", exposure.observatory, create=create_missing, what="observatory"
         )
-        tel_id = _name_id(
-            cur,
-            "telescopes",
-            exposure.telescope,
-            create=create_missing,
-            what="telescope",
-            extra={"observatory_id": obs_id},
-        )
-        ins_id = _name_id(
-            cur, "instruments", exposure.instrument, create=create_missing, what="instrument"
-        )
+        named: dict[tuple[str, str | None], int | None] = {}
+
+        def name_id(table: str, name: str | None, what: str) -> int | None:
+            """_name_id once per name in this file (a DECam file has 60 images)."""
+            if (table, name) not in named:
+                extra = {"observatory_id": obs_id} if table == "telescopes" else None
+                named[table, name] = _name_id(cur, table, name, create=create_missing,
+                                              what=what, extra=extra)  # fmt: skip
+            return named[table, name]
+
+        tel_id = name_id("telescopes", exposure.telescope, "telescope")
+        ins_id = name_id("instruments", exposure.instrument, "instrument")
         (exp_id,) = cur.execute(
             "INSERT INTO galexposures (sha256, filename, path, mjd, filter, exptime_s, n_images,"
             " telescope_id, instrument_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -194,17 +195,8 @@ def ingest_exposure(
         ids = []
         for image in exposure.images:
             o = image.observation
-            tid = _name_id(
-                cur,
-                "telescopes",
-                o.telescope,
-                create=create_missing,
-                what="telescope",
-                extra={"observatory_id": obs_id},
-            )
-            iid = _name_id(
-                cur, "instruments", o.instrument, create=create_missing, what="instrument"
-            )
+            tid = name_id("telescopes", o.telescope, "telescope")
+            iid = name_id("instruments", o.instrument, "instrument")
             (oid,) = cur.execute(
                 _OBS_INSERT,
                 [

@@ -67,5 +67,15 @@ def test_blends_and_bad_stars_are_not_used():
     both = vstack([ref, extra])
     _, st = flatten_reference(both, cat, "mag_r", shape=(NY, NX))
     assert st["zp"] == pytest.approx(-0.3 - 0.03 * np.mean(np.linspace(-1, 1, 16) ** 2), abs=0.004)
+    # stars the caller marks unusable (e.g. flagged or blended on the image) are left out:
+    # half the stars 0.04 mag too bright (too little for the clipping) would otherwise
+    # pull the zero point
+    bad = rng.random(len(ref)) < 0.5
+    shifted = ref.copy()
+    shifted["mag"][bad] -= 0.04
+    _, st_bad = flatten_reference(shifted, cat, "mag_r", shape=(NY, NX), use=~bad)
+    assert st_bad["zp"] == pytest.approx(st["zp"], abs=0.004)
+    _, st_all = flatten_reference(shifted, cat, "mag_r", shape=(NY, NX))
+    assert abs(st_all["zp"] - st["zp"]) > 0.01
     with pytest.raises(ValueError, match="min_stars"):
         flatten_reference(ref[:40], cat, "mag_r", shape=(NY, NX), config=CalibrationConfig())
