@@ -44,7 +44,7 @@ def _clone(server, source, name, owner):
 @pytest.fixture(scope="session")
 def photdb_home(tmp_path_factory):
     """A private ``$PHOTDB_HOME`` with a running, migrated cluster."""
-    from photdb.config import load_settings
+    from photdb.settings import load_settings
     from photdb.db.migrate import ensure_embedded
     from photdb.db.server import EmbeddedServer
 
@@ -71,7 +71,7 @@ def photdb_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def template_settings(photdb_home):
     """Resolved settings of the session cluster's ``photdb`` database (the template)."""
-    from photdb.config import load_settings
+    from photdb.settings import load_settings
     from photdb.db.connection import resolve
 
     return resolve(load_settings())

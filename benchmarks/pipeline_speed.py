@@ -29,7 +29,7 @@ def main() -> None:
 
     from photdb.photometry import measure_forced, measure_sources
     from photdb.pipeline import PipelineConfig, prepare_image, reduce_reference, reduce_search
-    from photdb.references import load_chip
+    from photdb.survey.references import load_chip
     from photdb.sim import SimConfig, simulate_survey
 
     tmp = Path(tempfile.mkdtemp(prefix="photdb-speed-"))
@@ -97,8 +97,9 @@ def main() -> None:
     # ---------------------------------------------------------------- database
     os.environ["PHOTDB_HOME"] = str(tmp / "home")
     os.environ.pop("DB_HOST", None)
-    from photdb.config import load_settings
-    from photdb.db import connect, galactic
+    from photdb.settings import load_settings
+    from photdb.db import connect
+    from photdb.survey import store
     from photdb.db.connection import resolve
 
     settings = resolve(load_settings())
@@ -135,11 +136,11 @@ def main() -> None:
             with conn.transaction(), conn.cursor() as cur:
                 t = time.perf_counter()
                 if attempt == "numpy":
-                    galactic.write_sources(cur, 1, tab, ref_ids=ref_ids)
+                    store.write_sources(cur, 1, tab, ref_ids=ref_ids)
                 else:
-                    ids = galactic.allocate_source_ids(cur, n)
+                    ids = store.allocate_source_ids(cur, n)
                     order = np.argsort(ids)
-                    cols = list(galactic.GALSOURCE_COLUMNS)
+                    cols = list(store.GALSOURCE_COLUMNS)
                     arrays = {
                         "id": ids,
                         "galimage_id": np.full(n, 2),
@@ -149,7 +150,7 @@ def main() -> None:
                     with cur.copy(
                         f"COPY galsources ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
                     ) as cp:
-                        cp.set_types(list(galactic.GALSOURCE_COLUMNS.values()))
+                        cp.set_types(list(store.GALSOURCE_COLUMNS.values()))
                         for row in zip(*(arrays[c][order].tolist() for c in cols), strict=True):
                             cp.write_row(row)
                 dt = time.perf_counter() - t
@@ -159,7 +160,7 @@ def main() -> None:
             )
         t = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:
-            galactic.allocate_source_ids(cur, 100_000)
+            store.allocate_source_ids(cur, 100_000)
         print(f"id pre-allocation: {1e5 / (time.perf_counter() - t):,.0f} ids/s")
     from photdb.db.server import EmbeddedServer
 

@@ -26,7 +26,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 from erfa import ErfaWarning
 
-from photdb.archive.bands import (
+from photdb.bands import (
     HeaderMaps,
     _default_maps,
     load_maps,

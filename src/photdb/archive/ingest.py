@@ -286,7 +286,7 @@ def ingest_paths(
         Connection to use (each file is its own transaction, or a savepoint
         if the caller has one open). Default: ``photdb.db.connect("writer",
         settings)``, closed at the end.
-    settings : photdb.config.Settings, optional
+    settings : photdb.settings.Settings, optional
         Used only when ``conn`` is not given.
     create_missing : bool
         Create telescopes/instruments/observatories named in headers but not

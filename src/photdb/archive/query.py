@@ -260,7 +260,7 @@ def _archive_points(conn: psycopg.Connection, object_ids: Sequence[int]) -> list
 def _pipeline_points(
     conn: psycopg.Connection, coord: SkyCoord, radius: u.Quantity, object_id: int | None
 ) -> list[dict]:
-    from photdb.db.galactic import lightcurve_by_cone  # the pipeline's own cone query
+    from photdb.survey.store import lightcurve_by_cone  # the pipeline's own cone query
 
     c = coord.icrs
     lc = lightcurve_by_cone(

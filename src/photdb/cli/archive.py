@@ -14,7 +14,7 @@ import typer
 from rich.table import Table as RichTable
 
 from photdb.cli import app, console, err_console
-from photdb.config import load_settings
+from photdb.settings import load_settings
 from photdb.errors import PhotdbError
 
 objects_app = typer.Typer(help="Catalogue objects: load object lists.", no_args_is_help=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from photdb.cli import app, console
-from photdb.config import ROLES, load_settings
+from photdb.settings import ROLES, load_settings
 
 db_app = typer.Typer(
     help="Manage the database: embedded server, URLs, schema.", no_args_is_help=True

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from photdb.cli import app, console, err_console
-from photdb.config import load_settings
+from photdb.settings import load_settings
 from photdb.errors import ConfigError, PhotdbError
 
 
@@ -58,7 +58,7 @@ def reference(
 ) -> None:
     """Mark exposures as the references of their filters (replacing earlier references)."""
     from photdb.db import connect
-    from photdb.references import mark_references
+    from photdb.survey.references import mark_references
 
     settings = load_settings()
     cfg = _config(config) if stack else None
@@ -96,7 +96,7 @@ def process_cmd(
     """Process references, then every search image not yet processed (resumable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from photdb.process import process
+    from photdb.survey.process import process
 
     cfg = _config(config, astrometric_catalog, nsigma)
     with Progress(
@@ -180,15 +180,16 @@ def variables(
     radius: float = typer.Option(0.5, "--radius", help="Cross-filter radius, arcsec."),
 ) -> None:
     """Repeat counts (the notebook's first query) and variable candidates, worst first."""
-    from photdb.db import connect, galactic
+    from photdb.db import connect
+    from photdb.survey import store
 
     with connect("readonly", load_settings()) as conn:
-        counts = galactic.repeat_counts(conn, filter=filter)
-        cands = galactic.variable_candidates(
+        counts = store.repeat_counts(conn, filter=filter)
+        cands = store.variable_candidates(
             conn, filter=filter, min_repeats=min_repeats, limit=limit
         )
         matches = (
-            galactic.cross_filter_matches(conn, cands, radius_arcsec=radius)
+            store.cross_filter_matches(conn, cands, radius_arcsec=radius)
             if cross_filter
             else None
         )
@@ -207,6 +208,6 @@ def demo(
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel worker processes."),
 ) -> None:
     """Simulate a small survey, ingest, reference, process, list variables, plot one."""
-    from photdb.demo import run_demo
+    from photdb.survey.demo import run_demo
 
     run_demo(outdir, jobs=jobs, console=console)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from photdb.config import Settings, load_settings
+from photdb.settings import Settings, load_settings
 from photdb.db.server import EmbeddedServer
 from photdb.errors import DatabaseError
 
@@ -43,7 +43,7 @@ def connect(role: str = "writer", settings: Settings | None = None, **kw) -> psy
     role : str
         Which of the three roles to log in as.
     settings : Settings, optional
-        Defaults to :func:`photdb.config.load_settings`. The embedded cluster is
+        Defaults to :func:`photdb.settings.load_settings`. The embedded cluster is
         started (and created, on first use) when no server is configured.
     **kw
         Passed to :func:`psycopg.connect` (e.g. ``autocommit=True``).

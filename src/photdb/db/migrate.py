@@ -21,7 +21,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from photdb.config import Settings
+from photdb.settings import Settings
 from photdb.db.server import EmbeddedServer
 from photdb.errors import DatabaseError
 
@@ -49,7 +49,7 @@ def bootstrap_embedded(server: EmbeddedServer, dbname: str) -> bool:
     Returns True if the database was created now.
     """
     creds = server.credentials()
-    from photdb.config import DEFAULT_USERS
+    from photdb.settings import DEFAULT_USERS
 
     created = False
     with _superuser_connect(server) as conn:
@@ -97,7 +97,7 @@ def ensure_embedded(server: EmbeddedServer, dbname: str = "photdb") -> None:
     bootstrap_embedded(server, dbname)
     from dataclasses import replace
 
-    from photdb.config import Settings
+    from photdb.settings import Settings
 
     settings = Settings(embedded=True, home=server.home, dbname=dbname)
     settings = replace(settings, port=server.port(), passwords=dict(server.credentials()))

@@ -18,9 +18,9 @@ ALGORITHM_MODULES = [
     "calibration.py",
     "variability.py",
     "stack.py",
-    "pipeline.py",
-    "pipeline_config.py",
-    "refcombine.py",
+    "pipeline/core.py",
+    "pipeline/config.py",
+    "pipeline/combine.py",
 ]
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from photdb.config import load_settings
+from photdb.settings import load_settings
 from photdb.db import connect
 from photdb.db import migrate as migrate_mod
 from photdb.errors import DatabaseError

@@ -17,11 +17,12 @@ import pytest
 from psycopg import sql
 
 from conftest import new_database
-from photdb.db import connect, galactic
+from photdb.db import connect
+from photdb.survey import store
 from photdb.db.copy import Column, encode_binary_copy, sky_order
 from photdb.db.seedsql import split_sql
 
-SEED_SQL = Path(__file__).resolve().parents[1] / "db" / "tests" / "data" / "galactic_pipeline.sql"
+SEED_SQL = Path(__file__).resolve().parents[2] / "db" / "tests" / "data" / "galactic_pipeline.sql"
 NOTEBOOK_ID = "284560863"
 NOTEBOOK_RA, NOTEBOOK_DEC = "271.486119431597", "-28.9101692547778"
 _n = itertools.count()
@@ -53,7 +54,7 @@ def _pipeline_config(astrometric_catalog=None):
 
 def _ingest_and_mark(settings, simdir, truth):
     from photdb.archive.ingest import ingest_paths
-    from photdb.references import mark_references
+    from photdb.survey.references import mark_references
 
     report = ingest_paths(simdir, settings=settings)
     assert report.failed == 0, report.messages
@@ -74,7 +75,7 @@ def survey(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def processed(template_settings, survey):
-    from photdb.process import process
+    from photdb.survey.process import process
 
     simdir, truth = survey
     with new_database(template_settings) as settings:
@@ -140,7 +141,7 @@ def test_everything_processed_and_audited(processed):
             assert phot["column"] in ("mag_g", "mag_r") and "min_stars" in phot["skipped"]
         # the stored reference catalogue carries the quality columns the calibration
         # uses to pick its stars, as the in-memory catalogue does
-        ref = galactic.fetch_reference_table(conn, int(search[0][1]))
+        ref = store.fetch_reference_table(conn, int(search[0][1]))
         assert {"qf", "fracflux", "flags", "x", "y"} <= set(ref.colnames)
         assert np.isfinite(ref["qf"]).all() and np.isfinite(ref["fracflux"]).all()
         for row in search:
@@ -189,7 +190,7 @@ def test_everything_processed_and_audited(processed):
 
 
 def test_rerun_is_a_noop(processed):
-    from photdb.process import process
+    from photdb.survey.process import process
 
     settings = processed[0]
     with connect("readonly", settings) as conn:
@@ -225,7 +226,7 @@ def test_seed_queries_on_pipeline_output(processed):
             assert [r[1] for r in lc] == [band] * (n_epochs + 1)
             assert sum(bool(r[2]) for r in lc) == 1  # the reference epoch
             assert [r[0] for r in lc] == sorted(r[0] for r in lc)
-        lc = galactic.lightcurve_by_cone(conn, ra, dec, 0.3)
+        lc = store.lightcurve_by_cone(conn, ra, dec, 0.3)
         assert len(lc) == n_epochs + 1 and set(lc.colnames) >= {
             "mjd", "filter", "mag", "magerr", "is_reference"}  # fmt: skip
 
@@ -250,12 +251,12 @@ def _isolated_source(conn):
 def test_lightcurve_by_refsource(processed):
     settings, truth, _, _ = processed
     with connect("readonly", settings) as conn:
-        cands = galactic.variable_candidates(conn, min_repeats=1, limit=5)
+        cands = store.variable_candidates(conn, min_repeats=1, limit=5)
         assert len(cands) and cands["ndet"][0] >= cands["ndet"][-1]
-        lc = galactic.lightcurve_by_refsource(conn, int(cands["refsource_id"][0]))
+        lc = store.lightcurve_by_refsource(conn, int(cands["refsource_id"][0]))
         assert (lc["ref_id"] == -1).sum() == 1 and len(lc) <= truth.config.n_epochs + 1
         assert list(lc["mjd"]) == sorted(lc["mjd"])
-        m = galactic.cross_filter_matches(conn, cands, radius_arcsec=0.5)
+        m = store.cross_filter_matches(conn, cands, radius_arcsec=0.5)
         assert set(m.colnames) >= {"refsource_id", "match_filter", "sep_arcsec"}
         assert np.all(np.asarray(m["sep_arcsec"]) <= 0.5)
 
@@ -350,7 +351,7 @@ def test_reference_positions_absolute_in_every_filter(processed):
 
 def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, template_settings,
                                                         monkeypatch):  # fmt: skip
-    from photdb import process as proc
+    from photdb.survey import process as proc
 
     settings_a = processed[0]
     simdir, truth = survey

@@ -16,7 +16,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
 from photdb.archive.catalogues import load_objects
-from photdb.archive.diffphot import differential_photometry
+from photdb.diffphot import differential_photometry
 from photdb.archive.lightcurves import load_lightcurves
 from photdb.db import connect
 

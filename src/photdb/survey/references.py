@@ -307,7 +307,7 @@ def mark_references(
             kind = "single" if len(members) == 1 else "set"
             primary_id = first
             if stack and len(members) > 1:
-                from photdb.config import load_settings
+                from photdb.settings import load_settings
 
                 kind = "stack"
                 primary_id = build_stack(

@@ -78,11 +78,12 @@ def run_demo(outdir: str | Path = "photdb-demo", *, jobs: int = 2, settings=None
 
     from photdb.archive.ingest import ingest_paths
     from photdb.cli.pipeline import candidates_table, repeat_table
-    from photdb.db import connect, galactic
+    from photdb.db import connect
+    from photdb.survey import store
     from photdb.db.connection import resolve
     from photdb.pipeline import PipelineConfig
-    from photdb.process import process
-    from photdb.references import mark_references
+    from photdb.survey.process import process
+    from photdb.survey.references import mark_references
     from photdb.sim import SimTruth, simulate_survey
 
     console = console or Console()
@@ -126,16 +127,16 @@ def run_demo(outdir: str | Path = "photdb-demo", *, jobs: int = 2, settings=None
         console.print(f"[red]image {o.galimage_id} failed:[/] {o.message}", highlight=False)
     console.print(f"processed {len(rep.done)} chip(s) in {rep.seconds:.0f} s")
     with connect("readonly", settings) as conn:
-        counts = galactic.repeat_counts(conn)
-        cands = galactic.variable_candidates(conn, min_repeats=2, limit=10)
-        matches = galactic.cross_filter_matches(conn, cands)
+        counts = store.repeat_counts(conn)
+        cands = store.variable_candidates(conn, min_repeats=2, limit=10)
+        matches = store.cross_filter_matches(conn, cands)
         console.print(repeat_table(counts))
         plot, top = None, None
         if len(cands):
             console.print(candidates_table(cands, matches))
             top = int(cands["refsource_id"][0])
-            ra, dec = galactic.reference_position(conn, top)
-            lc = galactic.lightcurve_by_cone(conn, ra, dec, 0.5)
+            ra, dec = store.reference_position(conn, top)
+            lc = store.lightcurve_by_cone(conn, ra, dec, 0.5)
             plot = plot_lightcurve(
                 lc, outdir / f"lightcurve_{top}.png",
                 title=f"reference source {top} (RA {ra:.5f}, Dec {dec:.5f}), 0.5\" cone",

@@ -48,7 +48,7 @@ def load_maps(path: str | Path | None = None) -> HeaderMaps:
     >>> load_maps().filters["Sloan r"]
     'r_sdss'
     """
-    text = resources.files("photdb.archive").joinpath("filters.toml").read_text("utf-8")
+    text = resources.files("photdb").joinpath("filters.toml").read_text("utf-8")
     data = tomllib.loads(text)
     filters = dict(data.get("filters", {}))
     inst = {k.lower(): dict(v) for k, v in data.get("instrument_filters", {}).items()}

@@ -4,7 +4,7 @@ Follows the pipeline notebook step by step:
 
 * :func:`reduce_reference` - mask, variance from gain and read noise, Bijaoui sky
   (20 x 10 tiles + smooth surface), crowdsource PSF photometry of every source, an
-  approximate zero point (header MAGZERO/MAGZPT or :data:`~photdb.pipeline_config.NOMINAL_ZP`).
+  approximate zero point (header MAGZERO/MAGZPT or :data:`~photdb.pipeline.config.NOMINAL_ZP`).
 * :func:`reduce_search` - the same preparation; crowdsource detection used only for
   calibration; WCS refined against the reference catalogue; forced crowdsource
   photometry at every reference position; zero point + 4th-order Chebyshev Δmag(x, y)
@@ -42,7 +42,7 @@ from photdb.calibration import CalibrationResult, calibrate_search_catalog, fit_
 from photdb.image import Image, MaskBits, build_mask, make_variance, read_image
 from photdb.pedestal import PedestalFit, fit_flux_pedestal
 from photdb.photometry import estimate_fwhm, measure_forced, measure_sources
-from photdb.pipeline_config import NOMINAL_ZP, PipelineConfig, SelectionConfig
+from photdb.pipeline.config import NOMINAL_ZP, PipelineConfig, SelectionConfig
 from photdb.variability import detect_variables
 
 __all__ = [
@@ -52,11 +52,9 @@ __all__ = [
     "SearchResult",
     "SelectionConfig",
     "PreparedImage",
-    "build_stacked_reference",
     "load_image",
     "prepare_image",
     "reduce_reference",
-    "reduce_reference_set",
     "reduce_search",
 ]
 
@@ -703,8 +701,3 @@ def _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif) 
     for k, u in units.items():
         out[k].unit = u
     return out
-
-
-# Several references per filter live in photdb.refcombine; re-exported here so the
-# pipeline's public API stays in one place.
-from photdb.refcombine import build_stacked_reference, reduce_reference_set  # noqa: E402

@@ -1,7 +1,7 @@
 """Run the crowded-field pipeline over everything not yet processed.
 
 References first (per filter and chip, from the active reference sets, see
-:mod:`photdb.references`), then every search image whose status is ``new``.
+:mod:`photdb.survey.references`), then every search image whose status is ``new``.
 Each image is one transaction: its galsources rows (binary COPY), its
 galvarobjs rows and the galimages audit row with ``status = 'done'`` commit
 together or not at all. A failure rolls the image back and marks it
@@ -25,7 +25,7 @@ import numpy as np
 import psycopg
 
 import photdb
-from photdb.db import galactic
+from photdb.survey import store
 
 __all__ = ["ImageOutcome", "ProcessReport", "plan", "process"]
 
@@ -109,7 +109,7 @@ def plan_references(
     conn: psycopg.Connection, *, filter: str | None = None, retry_failed: bool = False
 ) -> list[RefTask]:
     """Reference chips of the active sets that are not done yet."""
-    from photdb.references import active_reference_sets, matching_chip
+    from photdb.survey.references import active_reference_sets, matching_chip
 
     states = ("new", "failed") if retry_failed else ("new",)
     tasks = []
@@ -132,7 +132,7 @@ def plan_searches(
     conn: psycopg.Connection, *, filter: str | None = None, retry_failed: bool = False
 ) -> tuple[list[SearchTask], list[str]]:
     """Search chips to process, and messages for those that must wait for a reference."""
-    from photdb.references import active_reference_sets, matching_chip
+    from photdb.survey.references import active_reference_sets, matching_chip
 
     states = ("new", "failed") if retry_failed else ("new",)
     sets = {rs.filter: rs for rs in active_reference_sets(conn, filter=filter)}
@@ -255,7 +255,7 @@ def run_reference(task: RefTask) -> ImageOutcome:
     t0 = time.perf_counter()
     conn, config = _conn(), _WORKER["config"]
     try:
-        from photdb.references import load_chip
+        from photdb.survey.references import load_chip
 
         red = _reducer()
         image = load_chip(task.path, task.hdu, config=config)
@@ -277,15 +277,15 @@ def run_reference(task: RefTask) -> ImageOutcome:
         with conn.transaction(), conn.cursor() as cur:
             if not _lock_new(cur, task.galimage_id):
                 return ImageOutcome(task.galimage_id, "reference", "skipped", "already done")
-            galactic.insert_provenance(cur, pid, config.to_dict(), photdb.__version__)
-            galactic.write_sources(cur, task.galimage_id, cat)
+            store.insert_provenance(cur, pid, config.to_dict(), photdb.__version__)
+            store.write_sources(cur, task.galimage_id, cat)
             _hook("after_copy", task.galimage_id)
             now = datetime.now(UTC)
             timings = dict(stats.get("timings_s", {}))
             timings |= {"read": round(t_read, 4), "db": round(time.perf_counter() - t_db, 4)}
             stats |= {"role": f"reference-{task.kind}", "timings_s": timings,
                       "members": [m[0] for m in task.members]}  # fmt: skip
-            galactic.update_image(cur, task.galimage_id, {
+            store.update_image(cur, task.galimage_id, {
                 "status": "done", "failure": None, "reference": None,
                 "processed_at": now, "provenance_id": pid, "code_version": photdb.__version__,
                 "zp": _num(stats.get("zp")),
@@ -295,7 +295,7 @@ def run_reference(task: RefTask) -> ImageOutcome:
                 "wcs_header": _wcs_text(res.wcs), "details": stats,
             })  # fmt: skip
             for mid, _, _ in task.members:
-                galactic.update_image(cur, mid, {
+                store.update_image(cur, mid, {
                     "status": "done", "failure": None, "reference": task.galimage_id,
                     "processed_at": now, "provenance_id": pid,
                     "code_version": photdb.__version__, "n_saved": 0,
@@ -313,14 +313,14 @@ def run_search(task: SearchTask) -> ImageOutcome:
     t0 = time.perf_counter()
     conn, config = _conn(), _WORKER["config"]
     try:
-        from photdb.references import load_chip
+        from photdb.survey.references import load_chip
 
         status = conn.execute(
             "SELECT status FROM galimages WHERE id = %s", [task.reference_id]
         ).fetchone()
         if status is None or status[0] != "done":
             raise RuntimeError(f"reference image {task.reference_id} is not processed")
-        ref = galactic.fetch_reference_table(conn, task.reference_id)
+        ref = store.fetch_reference_table(conn, task.reference_id)
         if len(ref) == 0:
             raise RuntimeError(f"reference image {task.reference_id} has an empty catalogue")
         image = load_chip(task.path, task.hdu, config=config)
@@ -338,12 +338,12 @@ def run_search(task: SearchTask) -> ImageOutcome:
         with conn.transaction(), conn.cursor() as cur:
             if not _lock_new(cur, task.galimage_id):
                 return ImageOutcome(task.galimage_id, "search", "skipped", "already done")
-            galactic.insert_provenance(cur, pid, config.to_dict(), photdb.__version__)
-            ids = galactic.write_sources(cur, task.galimage_id, cat[keep], ref_ids=ref_ids[keep])
+            store.insert_provenance(cur, pid, config.to_dict(), photdb.__version__)
+            ids = store.write_sources(cur, task.galimage_id, cat[keep], ref_ids=ref_ids[keep])
             _hook("after_copy", task.galimage_id)
             full = np.full(len(cat), -1, np.int64)
             full[keep] = ids
-            nvar = galactic.write_variables(
+            nvar = store.write_variables(
                 cur, task.galimage_id, full[is_var], ref_ids[is_var], dmag[is_var],
                 np.asarray(cat["significance"], float)[is_var],
             )  # fmt: skip
@@ -351,7 +351,7 @@ def run_search(task: SearchTask) -> ImageOutcome:
             timings |= {"read": round(t_read, 4), "db": round(time.perf_counter() - t_db, 4)}
             stats |= {"role": "search", "timings_s": timings,
                       "calibration": cal.to_dict()}  # fmt: skip
-            galactic.update_image(cur, task.galimage_id, {
+            store.update_image(cur, task.galimage_id, {
                 "status": "done", "failure": None, "reference": task.reference_id,
                 "processed_at": datetime.now(UTC), "provenance_id": pid,
                 "code_version": photdb.__version__,
@@ -376,7 +376,7 @@ def _fail(conn: psycopg.Connection, gid: int, kind: str, exc: Exception, t0: flo
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
-        galactic.mark_failed(conn, gid, reason)
+        store.mark_failed(conn, gid, reason)
     except psycopg.Error as db_exc:
         reason += f" (and could not record the failure: {db_exc})"
     return ImageOutcome(gid, kind, "failed", " ".join(reason.split()), time.perf_counter() - t0)
@@ -433,7 +433,7 @@ def process(
 
     Parameters
     ----------
-    settings : photdb.config.Settings, optional
+    settings : photdb.settings.Settings, optional
         Database (default: environment / embedded).
     filter : str, optional
         Only this filter.

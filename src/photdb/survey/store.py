@@ -1,7 +1,7 @@
 """SQL of the crowded-field pipeline: catalogues in, audit columns, queries out.
 
 Writers take a connection and run inside the caller's transaction (the
-orchestrator, :mod:`photdb.process`, makes one transaction per image).
+orchestrator, :mod:`photdb.survey.process`, makes one transaction per image).
 Readers return astropy Tables. No algorithm lives here.
 """
 
