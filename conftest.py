@@ -44,9 +44,9 @@ def _clone(server, source, name, owner):
 @pytest.fixture(scope="session")
 def photdb_home(tmp_path_factory):
     """A private ``$PHOTDB_HOME`` with a running, migrated cluster."""
-    from photdb.settings import load_settings
     from photdb.db.migrate import ensure_embedded
     from photdb.db.server import EmbeddedServer
+    from photdb.settings import load_settings
 
     home = tmp_path_factory.mktemp("photdb_home")
     os.chmod(home, 0o711)
@@ -71,8 +71,8 @@ def photdb_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def template_settings(photdb_home):
     """Resolved settings of the session cluster's ``photdb`` database (the template)."""
-    from photdb.settings import load_settings
     from photdb.db.connection import resolve
+    from photdb.settings import load_settings
 
     return resolve(load_settings())
 

@@ -29,8 +29,8 @@ def main() -> None:
 
     from photdb.photometry import measure_forced, measure_sources
     from photdb.pipeline import PipelineConfig, prepare_image, reduce_reference, reduce_search
-    from photdb.survey.references import load_chip
     from photdb.sim import SimConfig, simulate_survey
+    from photdb.survey.references import load_chip
 
     tmp = Path(tempfile.mkdtemp(prefix="photdb-speed-"))
     cfg = SimConfig(
@@ -97,10 +97,10 @@ def main() -> None:
     # ---------------------------------------------------------------- database
     os.environ["PHOTDB_HOME"] = str(tmp / "home")
     os.environ.pop("DB_HOST", None)
-    from photdb.settings import load_settings
     from photdb.db import connect
-    from photdb.survey import store
     from photdb.db.connection import resolve
+    from photdb.settings import load_settings
+    from photdb.survey import store
 
     settings = resolve(load_settings())
     reps = max(1, args.copy_rows // max(n_forced, 1))

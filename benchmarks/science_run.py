@@ -59,13 +59,13 @@ def main() -> None:
     import json
 
     from photdb.archive.ingest import ingest_paths
-    from photdb.settings import load_settings
     from photdb.db import connect
     from photdb.db.connection import resolve
     from photdb.pipeline import PipelineConfig
+    from photdb.settings import load_settings
+    from photdb.sim import SimConfig, SimTruth, simulate_survey
     from photdb.survey.process import process
     from photdb.survey.references import mark_references
-    from photdb.sim import SimConfig, SimTruth, simulate_survey
 
     edge = PipelineConfig().selection.variability_edge_pix
     if args.analyse_only:

@@ -14,8 +14,8 @@ import typer
 from rich.table import Table as RichTable
 
 from photdb.cli import app, console, err_console
-from photdb.settings import load_settings
 from photdb.errors import PhotdbError
+from photdb.settings import load_settings
 
 objects_app = typer.Typer(help="Catalogue objects: load object lists.", no_args_is_help=True)
 lightcurves_app = typer.Typer(

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table as RichTable
 
 from photdb.cli import app, console, err_console
-from photdb.settings import load_settings
 from photdb.errors import ConfigError, PhotdbError
+from photdb.settings import load_settings
 
 
 class ProcessingFailed(PhotdbError):
@@ -185,13 +185,9 @@ def variables(
 
     with connect("readonly", load_settings()) as conn:
         counts = store.repeat_counts(conn, filter=filter)
-        cands = store.variable_candidates(
-            conn, filter=filter, min_repeats=min_repeats, limit=limit
-        )
+        cands = store.variable_candidates(conn, filter=filter, min_repeats=min_repeats, limit=limit)
         matches = (
-            store.cross_filter_matches(conn, cands, radius_arcsec=radius)
-            if cross_filter
-            else None
+            store.cross_filter_matches(conn, cands, radius_arcsec=radius) if cross_filter else None
         )
     console.print(repeat_table(counts))
     if len(cands) == 0:

@@ -8,9 +8,9 @@ from urllib.parse import quote
 
 import psycopg
 
-from photdb.settings import Settings, load_settings
 from photdb.db.server import EmbeddedServer
 from photdb.errors import DatabaseError
+from photdb.settings import Settings, load_settings
 
 
 def resolve(settings: Settings | None = None, *, start: bool = True) -> Settings:

@@ -21,9 +21,9 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from photdb.settings import Settings
 from photdb.db.server import EmbeddedServer
 from photdb.errors import DatabaseError
+from photdb.settings import Settings
 
 EXTENSIONS = {"q3c": "postgresql-15-q3c", "pg_sphere": "postgresql-15-pgsphere"}
 _ensured: set[tuple[str, str]] = set()

@@ -27,6 +27,7 @@ import photdb
 from photdb.astrometry import refine_wcs
 from photdb.calibration import calibrate_search_catalog
 from photdb.image import Image, MaskBits
+from photdb.pipeline.config import PipelineConfig, SelectionConfig
 from photdb.pipeline.core import (
     STACK_CARD,
     PreparedImage,
@@ -41,7 +42,6 @@ from photdb.pipeline.core import (
     reduce_reference,
     reduce_search,
 )
-from photdb.pipeline.config import PipelineConfig, SelectionConfig
 from photdb.stack import pixel_mapping, resample_image, stack_images
 from photdb.variability import combine_references
 

@@ -79,12 +79,12 @@ def run_demo(outdir: str | Path = "photdb-demo", *, jobs: int = 2, settings=None
     from photdb.archive.ingest import ingest_paths
     from photdb.cli.pipeline import candidates_table, repeat_table
     from photdb.db import connect
-    from photdb.survey import store
     from photdb.db.connection import resolve
     from photdb.pipeline import PipelineConfig
+    from photdb.sim import SimTruth, simulate_survey
+    from photdb.survey import store
     from photdb.survey.process import process
     from photdb.survey.references import mark_references
-    from photdb.sim import SimTruth, simulate_survey
 
     console = console or Console()
     t0 = time.perf_counter()

@@ -16,9 +16,9 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
 from photdb.archive.catalogues import load_objects
-from photdb.diffphot import differential_photometry
 from photdb.archive.lightcurves import load_lightcurves
 from photdb.db import connect
+from photdb.diffphot import differential_photometry
 
 
 def _data_dir() -> Path:

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from photdb.settings import load_settings
 from photdb.db import connect
 from photdb.db import migrate as migrate_mod
 from photdb.errors import DatabaseError
+from photdb.settings import load_settings
 
 
 def _run(args, env_extra, tmp_path):

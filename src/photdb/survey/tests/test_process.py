@@ -18,9 +18,9 @@ from psycopg import sql
 
 from conftest import new_database
 from photdb.db import connect
-from photdb.survey import store
 from photdb.db.copy import Column, encode_binary_copy, sky_order
 from photdb.db.seedsql import split_sql
+from photdb.survey import store
 
 SEED_SQL = Path(__file__).resolve().parents[2] / "db" / "tests" / "data" / "galactic_pipeline.sql"
 NOTEBOOK_ID = "284560863"
