@@ -28,9 +28,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from photdb.photometry import measure_forced, measure_sources
-    from photdb.pipeline import PipelineConfig, prepare_image, reduce_reference, reduce_search
+    from photdb.pipeline import (
+        PipelineConfig,
+        prepare_image,
+        read_chip,
+        reduce_reference,
+        reduce_search,
+    )
     from photdb.sim import SimConfig, simulate_survey
-    from photdb.survey.references import load_chip
 
     tmp = Path(tempfile.mkdtemp(prefix="photdb-speed-"))
     cfg = SimConfig(
@@ -48,12 +53,12 @@ def main() -> None:
     pc = PipelineConfig()
 
     t = time.perf_counter()
-    ref_img = load_chip(ref_file, 1, config=pc)
+    ref_img = read_chip(ref_file, 1, config=pc)
     t_read = time.perf_counter() - t
     t = time.perf_counter()
     ref = reduce_reference(ref_img, config=pc)
     t_ref = time.perf_counter() - t
-    srch_img = load_chip(srch_file, 1, config=pc)
+    srch_img = read_chip(srch_file, 1, config=pc)
     t = time.perf_counter()
     res = reduce_search(srch_img, ref.catalog, config=pc)
     t_srch = time.perf_counter() - t
@@ -86,8 +91,8 @@ def main() -> None:
             print(f"  {k:<18s} {v:8.3f} s  {1e4 * v / max(n, 1):8.3f} s/10^4")
 
     print(f"read chip (FITS + mask + variance): {t_read:.3f} s")
-    show("reference (reduce_reference)", t_ref, ref.stats["timings_s"], n_ref)
-    show("search (reduce_search)", t_srch, res.stats["timings_s"], n_forced)
+    show("reference (reduce_reference)", t_ref, ref.stats.timings_s, n_ref)
+    show("search (reduce_search)", t_srch, res.stats.timings_s, n_forced)
     print(
         f"\ncrowdsource alone on the search chip: fit_im {t_cs_fit:.2f} s, "
         f"fit_im_force {t_cs_force:.2f} s, sum {t_cs_fit + t_cs_force:.2f} s"

@@ -58,19 +58,18 @@ def main() -> None:
 
     import json
 
-    from photdb.archive.ingest import ingest_paths
-    from photdb.db import connect
     from photdb.db.connection import resolve
     from photdb.pipeline import PipelineConfig
     from photdb.settings import load_settings
-    from photdb.sim import SimConfig, SimTruth, simulate_survey
+    from photdb.sim import SimConfig, SimTruth
     from photdb.survey.process import process
-    from photdb.survey.references import mark_references
+    from photdb.survey.simulated import load_survey, make_survey
 
     edge = PipelineConfig().selection.variability_edge_pix
     if args.analyse_only:
         settings = resolve(load_settings())
-        truth = SimTruth.read(out / "truth")
+        truth_dir = out / "sim" / "truth"
+        truth = SimTruth.read(truth_dir if truth_dir.is_dir() else out / "truth")
         results = analyse(settings, truth, truth.config, edge)
         report(results)
         dest = Path(__file__).parent / "results" / "science_run.json"
@@ -90,15 +89,12 @@ def main() -> None:
         seed=11,
     )
     t0 = time.perf_counter()
-    truth = simulate_survey(out / "sim", cfg)
-    catalog = out / "sim" / "astrometric_catalog.ecsv"
-    truth.astrometric_catalog().write(catalog, overwrite=True)
+    survey = make_survey(out / "sim", cfg, reuse=False)
+    truth = survey.truth
     settings = resolve(load_settings())
-    ingest_paths(out / "sim", settings=settings)
-    ep = truth.epochs
-    with connect("writer", settings) as conn:
-        mark_references(conn, [str(out / "sim" / f) for f in ep["filename"][ep["is_reference"]]])
-    rep = process(settings, jobs=args.jobs, config=PipelineConfig(astrometric_catalog=str(catalog)))
+    load_survey(settings, survey)
+    config = PipelineConfig(astrometric_catalog=str(survey.catalog))
+    rep = process(settings, jobs=args.jobs, config=config)
     print(
         f"{len(rep.done)} chips processed, {len(rep.failed)} failed, "
         f"{time.perf_counter() - t0:.0f} s total"
@@ -106,8 +102,6 @@ def main() -> None:
     for o in rep.failed:
         print("  failed:", o.galimage_id, o.message)
 
-    if args.outdir is not None:
-        truth.write(out / "truth")
     results = analyse(settings, truth, cfg, edge)
     results["survey"] = {
         "nx": cfg.nx,

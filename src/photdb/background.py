@@ -32,14 +32,15 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-from numpy.polynomial import chebyshev as cheb
 from scipy import optimize, special
 
-__all__ = ["Background", "SkyConfig", "bijaoui_sky", "estimate_sky"]
+from photdb.fitting import ChebyshevSurface, fit_clipped_lstsq
+
+__all__ = ["Background", "SkyConfig", "bijaoui_sky", "estimate_effective_gain", "estimate_sky"]
 
 _SQRT2 = np.sqrt(2.0)
 
@@ -228,36 +229,32 @@ def _tile_edges(n: int, ntile: int) -> np.ndarray:
 def _cheb_surface(
     vals: np.ndarray, ty: np.ndarray, tx: np.ndarray, shape: tuple[int, int], config: SkyConfig
 ) -> np.ndarray:
-    """Robust 2-D Chebyshev fit through tile values, evaluated on the full grid."""
-    ny, nx = shape
+    """Robust 2-D Chebyshev fit through tile values, evaluated on the full grid.
+
+    Unweighted (every tile counts the same), clipped about zero at
+    ``config.clip_sigma`` robust sigmas for ``config.clip_iters`` rounds; a constant
+    (the median tile) when too few tiles are left for the surface's terms.
+    """
     degy = min(config.order[0], vals.shape[0] - 1)
     degx = min(config.order[1], vals.shape[1] - 1)
-    # map pixel coordinates onto [-1, 1]
-    uy = 2.0 * (ty + 0.5) / ny - 1.0
-    ux = 2.0 * (tx + 0.5) / nx - 1.0
-    gy, gx = np.meshgrid(uy, ux, indexing="ij")
-    design = cheb.chebvander2d(gy.ravel(), gx.ravel(), [degy, degx])
+    surface = ChebyshevSurface(np.zeros((degx + 1, degy + 1)), shape)
+    gy, gx = np.meshgrid(ty, tx, indexing="ij")
+    design = surface.vander(gx.ravel(), gy.ravel())
     z = vals.ravel()
     good = np.isfinite(z)
-    coef = np.zeros(design.shape[1])
-    for _ in range(max(config.clip_iters, 0) + 1):
-        if good.sum() < design.shape[1]:
-            coef[:] = 0.0
-            coef[0] = np.nanmedian(z)
-            break
-        coef = np.linalg.lstsq(design[good], z[good], rcond=None)[0]
-        resid = z - design @ coef
-        mad = 1.4826 * np.median(np.abs(resid[good]))
-        if not mad > 0:
-            break
-        new = np.isfinite(z) & (np.abs(resid) < config.clip_sigma * mad)
-        if np.array_equal(new, good):
-            break
-        good = new
-    c = coef.reshape(degy + 1, degx + 1)
-    vy = cheb.chebvander(2.0 * (np.arange(ny) + 0.5) / ny - 1.0, degy)  # (ny, degy+1)
-    vx = cheb.chebvander(2.0 * (np.arange(nx) + 0.5) / nx - 1.0, degx)  # (nx, degx+1)
-    return (vy @ c @ vx.T).astype(np.float32)
+    coeffs = np.zeros(design.shape[1])
+    coeffs[0] = np.nanmedian(z)
+    if good.sum() >= design.shape[1]:
+        try:
+            coeffs, _ = fit_clipped_lstsq(
+                design, z, np.ones_like(z), good, clip_sigma=config.clip_sigma,
+                max_iter=max(config.clip_iters, 0) + 1, min_rows=design.shape[1],
+                what="the sky surface", centre=False,
+            )  # fmt: skip
+        except ValueError:  # clipping left too few tiles: keep the constant
+            pass
+    fitted = ChebyshevSurface(coeffs.reshape(degx + 1, degy + 1), shape)
+    return fitted.grid().astype(np.float32)
 
 
 def _spline_surface(
@@ -343,3 +340,29 @@ def estimate_sky(
         raise ValueError(f"unknown surface {config.surface!r}")
     rmsim = np.clip(rmsim, np.nanmin(rms) * 0.5, None).astype(np.float32)
     return Background(level, rmsim, lev, rms, scl, ty, tx, config)
+
+
+def estimate_effective_gain(data: np.ndarray, *, config: SkyConfig = SkyConfig()) -> float:
+    """``sky / sigma²`` (e-/ADU) from one-tile Bijaoui fits; 1.0 if meaningless.
+
+    For images whose header has no gain (scanned plates, processed data): the
+    variance made from this gain describes the observed noise. ``sigma`` is the
+    larger of the per-pixel noise and half the noise of 2 x 2 pixel sums, so
+    pixel-to-pixel correlated noise (scanned plates, resampled data) is not
+    underestimated at the PSF scale, which would make noise peaks "sources".
+    """
+    cfg = replace(config, tiles=(1, 1), order=(0, 0))
+    d = np.where(np.isfinite(data), data, np.nan)
+    ny, nx = (s - s % 2 for s in d.shape)
+    binned = d[:ny, :nx].reshape(ny // 2, 2, nx // 2, 2).sum(axis=(1, 3))
+    sig, level = [], np.nan
+    for arr, norm in ((d, 1.0), (binned, 2.0)):
+        bad = ~np.isfinite(arr)
+        bkg = estimate_sky(np.where(bad, 0.0, arr), mask=bad, config=cfg)
+        sig.append(bkg.global_rms / norm)
+        if norm == 1.0:
+            level = bkg.global_level
+    rms = max(sig)
+    if not (np.isfinite(level) and np.isfinite(rms) and level > 0 and rms > 0):
+        return 1.0
+    return float(level / rms**2)

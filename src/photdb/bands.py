@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["HeaderMaps", "load_maps", "normalise_band", "normalise_mode"]
+__all__ = [
+    "HeaderMaps",
+    "band_family",
+    "header_band",
+    "load_maps",
+    "normalise_band",
+    "normalise_mode",
+]
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,42 @@ def normalise_band(
             if hit is not None:
                 return hit
     return None
+
+
+#: Header cards that name the filter, in the order they are read.
+FILTER_CARDS = ("BAND", "FILTER", "FILTER1", "FILTNAME")
+
+
+def header_band(header: Mapping[str, object], *, maps: HeaderMaps | None = None) -> str | None:
+    """The canonical band of an image header (None when it names no known filter).
+
+    The first of :data:`FILTER_CARDS` that holds text, through :func:`normalise_band`
+    with the header's INSTRUME (DECam's ``BAND = 'r'`` is ``r_decam``).
+
+    >>> header_band({"BAND": "r", "INSTRUME": "DECam"}), header_band({"FILTER": "Rc"})
+    ('r_decam', 'R')
+    """
+    raw = next(
+        (str(header[k]) for k in FILTER_CARDS if isinstance(header.get(k), str) and header[k]),
+        None,
+    )
+    instrument = header.get("INSTRUME")
+    return normalise_band(
+        raw, instrument=instrument if isinstance(instrument, str) else None, maps=maps
+    )
+
+
+def band_family(band: str | None) -> str | None:
+    """The letters a canonical band goes by in catalogue columns and zero-point tables.
+
+    ``r_decam`` and ``r_sdss`` are ``r``; Johnson-Cousins ``R`` stays ``R``.
+
+    >>> band_family("r_decam"), band_family("VR_decam"), band_family("R"), band_family(None)
+    ('r', 'VR', 'R', None)
+    """
+    if not band:
+        return None
+    return band.split("_", 1)[0]
 
 
 def normalise_mode(value: str | None, *, maps: HeaderMaps | None = None) -> str | None:

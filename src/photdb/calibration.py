@@ -17,10 +17,14 @@ from typing import Literal
 
 import numpy as np
 from astropy.table import Column, Table
-from numpy.polynomial import chebyshev as C
 
+from photdb.fitting import (
+    ChebyshevSurface,
+    chebyshev_terms,
+    fit_clipped_lstsq,
+    robust_sigma,
+)
 from photdb.uncertainty import (
-    MAD_TO_SIGMA,
     ErrorScale,
     MagErrorScale,
     apply_error_floor,
@@ -33,13 +37,11 @@ from photdb.uncertainty import (
 __all__ = [
     "CalibrationConfig",
     "CalibrationResult",
-    "ChebyshevSurface",
     "ErrorScale",
     "MagErrorScale",
     "affordable_order",
     "apply_error_floor",
     "calibrate_search_catalog",
-    "fit_clipped_lstsq",
     "fit_delta_mag_surface",
     "fit_magnitude_error_scale",
     "fit_zero_point",
@@ -124,10 +126,6 @@ class CalibrationConfig:
     blend_error: bool = True
 
 
-def _robust_sigma(values: np.ndarray) -> float:
-    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
-
-
 def fit_zero_point(
     mag_inst: np.ndarray,
     mag_ref: np.ndarray,
@@ -159,7 +157,7 @@ def fit_zero_point(
     keep = good.copy()
     for _ in range(max_iter):
         med = np.median(d[keep])
-        sig = _robust_sigma(d[keep])
+        sig = robust_sigma(d[keep])
         new = good & (np.abs(d - med) <= clip_sigma * max(sig, 1e-6))
         if np.array_equal(new, keep):
             break
@@ -168,112 +166,17 @@ def fit_zero_point(
         zp = float(np.median(d[keep]))
     else:
         zp = float(np.sum(w[keep] * d[keep]) / np.sum(w[keep]))
-    return zp, _robust_sigma(d[keep]), int(keep.sum())
+    return zp, robust_sigma(d[keep]), int(keep.sum())
 
 
 def affordable_order(n_stars: int, config: CalibrationConfig = CalibrationConfig()) -> int:
     """Highest order <= ``config.chebyshev_order`` with ``config.min_stars_per_term``
     stars per term of the surface (0 at least)."""
     order = config.chebyshev_order
-    while (
-        order > 0 and n_stars < config.min_stars_per_term * _terms(order, config.total_degree).sum()
-    ):
+    per_term = config.min_stars_per_term
+    while order > 0 and n_stars < per_term * chebyshev_terms(order, config.total_degree).sum():
         order -= 1
     return order
-
-
-def _terms(order: int, total_degree: bool) -> np.ndarray:
-    """Boolean (order+1, order+1) mask of the Chebyshev terms used."""
-    i, j = np.indices((order + 1, order + 1))
-    return (i + j <= order) if total_degree else np.ones_like(i, dtype=bool)
-
-
-@dataclass(frozen=True, eq=False)
-class ChebyshevSurface:
-    """A 2-D Chebyshev series over an image, ``Σ c[i, j] T_i(x') T_j(y')``.
-
-    Attributes
-    ----------
-    coeffs : numpy.ndarray
-        ``(order + 1, order + 1)`` coefficients, mag; ``coeffs[i, j]`` multiplies
-        ``T_i`` in x and ``T_j`` in y (zero for unused terms).
-    shape : tuple of int
-        ``(ny, nx)`` of the image: pixel centres ``x`` in ``[0, nx - 1]`` map
-        linearly so the pixel *edges* ``-0.5`` and ``nx - 0.5`` go to -1 and +1.
-    """
-
-    coeffs: np.ndarray
-    shape: tuple[int, int]
-
-    @property
-    def order(self) -> int:
-        """Order of the series."""
-        return self.coeffs.shape[0] - 1
-
-    def scaled(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Map pixel coordinates to the [-1, 1] Chebyshev domain."""
-        ny, nx = self.shape
-        xs = (2.0 * np.asarray(x, float) + 1.0) / nx - 1.0
-        ys = (2.0 * np.asarray(y, float) + 1.0) / ny - 1.0
-        return xs, ys
-
-    def vander(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Design matrix ``T_i(x') T_j(y')`` at pixel positions, columns in
-        ``coeffs.ravel()`` order (all ``(order + 1)²`` terms)."""
-        xs, ys = self.scaled(x, y)
-        return C.chebvander2d(xs, ys, [self.order, self.order])
-
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Evaluate at pixel positions (0-based, x = column, y = row)."""
-        xs, ys = self.scaled(x, y)
-        return C.chebval2d(xs, ys, self.coeffs)
-
-    def to_list(self) -> list[list[float]]:
-        """Coefficients as nested lists (for JSON)."""
-        return self.coeffs.tolist()
-
-
-def fit_clipped_lstsq(
-    design: np.ndarray,
-    y: np.ndarray,
-    sigma: np.ndarray,
-    keep: np.ndarray,
-    *,
-    clip_sigma: float = 3.0,
-    max_iter: int = 10,
-    min_rows: int = 1,
-    what: str = "the fit",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted linear least squares with iterative clipping of the normalised residuals.
-
-    Each iteration fits ``design @ p ≈ y`` with weights ``1 / sigma²`` over the rows in
-    ``keep``, then keeps the rows (all rows, so a rejected one may return) whose
-    ``(y - design @ p) / sigma`` is within ``clip_sigma`` x 1.4826 MAD of the kept
-    rows' median, until the set is stable or ``max_iter`` fits were done.
-
-    Returns
-    -------
-    params : numpy.ndarray
-    keep : numpy.ndarray of bool
-        Rows used in the final fit.
-
-    Raises
-    ------
-    ValueError
-        Fewer than ``min_rows`` rows left ("too few stars survive clipping for ...").
-    """
-    for _ in range(max_iter):
-        if keep.sum() < min_rows:
-            raise ValueError(f"too few stars survive clipping for {what}")
-        sol, *_ = np.linalg.lstsq(design[keep] / sigma[keep, None], y[keep] / sigma[keep],
-                                  rcond=None)  # fmt: skip
-        norm = (y - design @ sol) / sigma
-        sig = _robust_sigma(norm[keep])
-        new = np.abs(norm - np.median(norm[keep])) <= clip_sigma * max(sig, 1e-12)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    return sol, keep
 
 
 def fit_delta_mag_surface(
@@ -321,12 +224,12 @@ def fit_delta_mag_surface(
     if good.sum() < config.min_stars:
         raise ValueError(f"{int(good.sum())} usable stars < min_stars={config.min_stars}")
     order = config.chebyshev_order
-    tmask = _terms(order, config.total_degree)
+    tmask = chebyshev_terms(order, config.total_degree)
     proto = ChebyshevSurface(np.zeros((order + 1, order + 1)), tuple(shape))
     vander = proto.vander(x[good], y[good])[:, tmask.ravel()]
     d, e = dmag[good], err[good]
     norm = (d - np.median(d)) / e
-    keep = np.abs(norm - np.median(norm)) <= config.clip_sigma * max(_robust_sigma(norm), 1e-12)
+    keep = np.abs(norm - np.median(norm)) <= config.clip_sigma * max(robust_sigma(norm), 1e-12)
     sol, keep = fit_clipped_lstsq(
         vander, d, e, keep, clip_sigma=config.clip_sigma, max_iter=config.max_iter,
         min_rows=max(config.min_stars, vander.shape[1] + 2), what="the surface fit",
@@ -479,7 +382,7 @@ def calibrate_search_catalog(
 
     corr = np.where(positive, zp + surface(x, y), np.nan)
     mag = mag_inst + corr
-    n_terms = int(_terms(order, cfg.total_degree).sum())
+    n_terms = int(chebyshev_terms(order, cfg.total_degree).sum())
     resid = mref[used] - mag[used]
     scale = rescale_errors(
         resid,

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
+from photdb.fitting import robust_sigma
+
 __all__ = ["DiffPhotConfig", "DiffPhotResult", "differential_photometry"]
 
-_MAD_TO_SIGMA = 1.4826
 _MEDIAN_CHI2_1DOF = 0.4549  # median of a chi-square with one degree of freedom
 
 
@@ -131,7 +132,7 @@ def _leave_one_out(mags, errs, refs) -> tuple[np.ndarray, np.ndarray]:
         if ok.sum() < 3:
             continue
         r = resid[ok] - np.median(resid[ok])
-        scatter[j] = _MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))
+        scatter[j] = robust_sigma(r)
         z2 = r**2 / (errs[ok, j] ** 2 + zp_err[ok] ** 2)
         chi2[j] = np.median(z2) / _MEDIAN_CHI2_1DOF
     return scatter, chi2

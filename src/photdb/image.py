@@ -1,4 +1,4 @@
-"""An image with its mask, variance and WCS; FITS reading; bad-pixel masks; variance.
+"""An image with its mask, variance and WCS (from a header, no I/O); bad-pixel masks; variance.
 
 Pixel convention used throughout photdb: ``data[row, col]``; a source position is
 ``(x, y) = (column, row)``, 0-based, integer values at pixel centres (so FITS
@@ -18,14 +18,15 @@ from __future__ import annotations
 import enum
 import warnings
 from dataclasses import dataclass
-from os import PathLike
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 from scipy import ndimage
 
-__all__ = ["Image", "MaskBits", "MaskConfig", "build_mask", "make_variance", "read_image"]
+from photdb.fitting import mad_std, robust_sigma
+
+__all__ = ["Image", "MaskBits", "MaskConfig", "build_mask", "image_from_header", "make_variance"]
 
 
 class MaskBits(enum.IntFlag):
@@ -47,9 +48,12 @@ class Image:
     data : ndarray (ny, nx), float32
         Pixel values in ADU (bias-subtracted, sky *not* subtracted).
     mask : ndarray (ny, nx), int32
-        :class:`MaskBits` flags; 0 is a good pixel.
-    variance : ndarray (ny, nx), float32
-        Per-pixel variance in ADU^2.
+        :class:`MaskBits` flags given with the image (e.g. a stack's); 0 is a good
+        pixel. :func:`photdb.pipeline.prepare_image` adds saturation, bleed trails,
+        bad columns, cosmic rays and the edge.
+    variance : ndarray (ny, nx), float32, or None
+        Per-pixel variance in ADU^2 when the image brings its own (a stack); None
+        for a raw image, whose variance is made from gain, read noise and the sky.
     wcs : astropy.wcs.WCS
         Celestial WCS (0-based pixel convention as in astropy).
     header : astropy.io.fits.Header
@@ -64,7 +68,7 @@ class Image:
 
     data: np.ndarray
     mask: np.ndarray
-    variance: np.ndarray
+    variance: np.ndarray | None
     wcs: WCS
     header: fits.Header
     gain: float
@@ -166,7 +170,7 @@ def _bad_columns(data: np.ndarray, good: np.ndarray, config: MaskConfig) -> np.n
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         colstd = np.nanstd(d, axis=0)
         dd = np.diff(d, axis=0)
-        pixnoise = 1.4826 * np.nanmedian(np.abs(dd - np.nanmedian(dd))) / np.sqrt(2.0)
+        pixnoise = mad_std(dd, ignore_nan=True) / np.sqrt(2.0)
     floor = config.bad_column_min_offset * (pixnoise if np.isfinite(pixnoise) else 0.0)
     bad = np.zeros(nx, dtype=bool)
     for _ in range(2):  # second pass: bad columns no longer serve as neighbours
@@ -181,7 +185,7 @@ def _bad_columns(data: np.ndarray, good: np.ndarray, config: MaskConfig) -> np.n
         finite = np.isfinite(resid)
         if not finite.any():
             return bad
-        mad = 1.4826 * np.median(np.abs(resid[finite] - np.median(resid[finite])))
+        mad = robust_sigma(resid[finite])
         new = finite & (np.abs(resid) > max(config.bad_column_nsigma * mad, floor))
         new |= np.isfinite(colstd) & (colstd == 0) & (ny > 1)
         if bad.any() or not new.any():
@@ -286,7 +290,7 @@ def build_mask(
         p = np.pad(d, 1, mode="edge")
         lap = d - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
         sample = lap[finite][:: max(1, lap.size // 200_000)]
-        noise = float(1.4826 * np.median(np.abs(sample - np.median(sample))) / 1.118)
+        noise = robust_sigma(sample) / 1.118
     usable = finite & (mask == 0)
     mask[_cosmic_rays(d, usable, noise, config)] |= MaskBits.COSMIC_RAY
     return mask
@@ -309,63 +313,61 @@ def _header_pair(header: fits.Header, single: str, a: str, b: str) -> float | No
     return float(np.mean(vals)) if vals else None
 
 
-def read_image(
-    path: str | PathLike[str],
-    hdu: int | str = 0,
+def image_from_header(
+    data: np.ndarray,
+    header: fits.Header,
     *,
-    mask_config: MaskConfig = MaskConfig(),
     gain: float | None = None,
     readnoise: float | None = None,
+    where: str = "image",
 ) -> Image:
-    """Read one HDU into an :class:`Image` with mask and a first variance.
+    """An :class:`Image` from pixel data and its header (no mask bits, no variance yet).
 
     Gain is ``GAIN`` or the mean of ``GAINA``/``GAINB``; read noise ``RDNOISE`` or the
-    mean of ``RDNOISEA``/``RDNOISEB``; saturation ``SATURATE`` or ``SATURATA``.  The
-    variance uses a global median sky (a provisional value: recompute it with
-    :func:`make_variance` and the Bijaoui ``Background.level`` once you have it).
+    mean of ``RDNOISEA``/``RDNOISEB`` (0 when absent); saturation ``SATURATE`` or
+    ``SATURATA`` (infinite when absent). The mask is all zeros and the variance
+    None: :func:`photdb.pipeline.prepare_image` builds both once, from the data.
 
     Parameters
     ----------
-    path : path-like
-        FITS file (compressed HDUs are fine).
-    hdu : int or str, optional
-        HDU index or EXTNAME.
-    mask_config : MaskConfig, optional
-        Settings for :func:`build_mask`.
+    data : ndarray (ny, nx)
+        Pixel values, ADU.
+    header : astropy.io.fits.Header
+        With a celestial WCS.
     gain, readnoise : float, optional
         Override / supply values missing from the header (e-/ADU, e-).
+    where : str
+        How to name the image in error messages (e.g. ``"file.fits [HDU 1]"``).
 
     Raises
     ------
     ValueError
-        If the HDU has no image data, no usable celestial WCS, or no gain.
+        No 2-D data, no usable celestial WCS, or no positive gain.
     """
-    with fits.open(path) as hdul:
-        h = hdul[hdu]
-        if h.data is None or h.data.ndim != 2:
-            raise ValueError(f"{path} [HDU {hdu}]: no 2-D image data")
-        data = np.asarray(h.data, dtype=np.float32).copy()
-        header = h.header.copy()
+    if data is None or np.ndim(data) != 2:
+        raise ValueError(f"{where}: no 2-D image data")
     try:
         wcs = WCS(header)
         ok = wcs.has_celestial and wcs.celestial.pixel_n_dim == 2
     except Exception as exc:  # astropy raises several types on broken WCS
-        raise ValueError(f"{path} [HDU {hdu}]: cannot parse WCS: {exc}") from exc
+        raise ValueError(f"{where}: cannot parse WCS: {exc}") from exc
     if not ok:
-        raise ValueError(f"{path} [HDU {hdu}]: header has no usable celestial WCS")
+        raise ValueError(f"{where}: header has no usable celestial WCS")
     g = gain if gain is not None else _header_pair(header, "GAIN", "GAINA", "GAINB")
     if g is None or not g > 0:
-        raise ValueError(f"{path} [HDU {hdu}]: no usable GAIN/GAINA/GAINB; pass gain=")
-    rn = (
-        readnoise
-        if readnoise is not None
-        else _header_pair(header, "RDNOISE", "RDNOISEA", "RDNOISEB")
-    )
+        raise ValueError(f"{where}: no usable GAIN/GAINA/GAINB; pass gain=")
+    rn = readnoise
+    if rn is None:
+        rn = _header_pair(header, "RDNOISE", "RDNOISEA", "RDNOISEB")
     sat = _header_float(header, "SATURATE", "SATURATA")
-    sat = np.inf if sat is None else sat
-    rn = 0.0 if rn is None else rn
-    mask = build_mask(data, saturate=sat, config=mask_config)
-    good = mask == 0
-    sky = float(np.median(data[good])) if good.any() else 0.0
-    variance = make_variance(data, sky, gain=g, readnoise=rn)
-    return Image(data, mask, variance, wcs.celestial, header, float(g), float(rn), sat)
+    arr = np.asarray(data, dtype=np.float32)
+    return Image(
+        arr,
+        np.zeros(arr.shape, dtype=np.int32),
+        None,
+        wcs.celestial,
+        header,
+        float(g),
+        0.0 if rn is None else float(rn),
+        np.inf if sat is None else sat,
+    )

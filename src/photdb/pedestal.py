@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photdb.calibration import ChebyshevSurface, fit_clipped_lstsq
-from photdb.uncertainty import MAD_TO_SIGMA
+from photdb.fitting import ChebyshevSurface, fit_clipped_lstsq, robust_sigma
 
 __all__ = ["PedestalFit", "fit_flux_pedestal"]
 
@@ -137,9 +136,7 @@ def fit_flux_pedestal(
     sigma = np.sqrt(df[good] ** 2 + (floor_frac * frg * scale) ** 2 + (scale * dfr[good]) ** 2)
     norm = (fg - scale * frg) / sigma
     med = np.median(norm)
-    keep = np.abs(norm - med) <= max(5.0, clip_sigma) * max(
-        MAD_TO_SIGMA * np.median(np.abs(norm - med)), 1e-12
-    )
+    keep = np.abs(norm - med) <= max(5.0, clip_sigma) * max(robust_sigma(norm), 1e-12)
     sol, keep = fit_clipped_lstsq(
         design, fg, sigma, keep, clip_sigma=clip_sigma, max_iter=max_iter,
         min_rows=max(min_stars, 2 * n_par), what="the pedestal fit",

@@ -40,6 +40,8 @@ import numpy as np
 from astropy.table import Table
 from scipy import ndimage, optimize
 
+from photdb.fitting import flux_to_mag, robust_sigma
+
 __all__ = [
     "PhotometryConfig",
     "estimate_fwhm",
@@ -265,7 +267,7 @@ def estimate_fwhm(
     """
     d = np.asarray(data, dtype=np.float64)
     if variance is None:
-        sig = 1.4826 * np.median(np.abs(d - np.median(d)))
+        sig = robust_sigma(d)
         noise = np.full(d.shape, max(sig, 1e-12))
     else:
         noise = np.sqrt(np.clip(variance, 1e-30, None))
@@ -312,10 +314,7 @@ def _to_table(stars: np.ndarray, shape: tuple[int, int]) -> Table:
     """crowdsource structured array -> photdb Table (x = column, y = row)."""
     flux = stars["flux"].astype(np.float64)
     dflux = stars["dflux"].astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pos = flux > 0
-        mag = np.where(pos, -2.5 * np.log10(np.where(pos, flux, 1.0)), np.nan)
-        magerr = np.where(pos, 2.5 / np.log(10) * dflux / np.where(pos, flux, 1.0), np.nan)
+    mag, magerr = flux_to_mag(flux, dflux)
     t = Table()
     t["x"] = np.asarray(stars["y"], dtype=np.float64)
     t["y"] = np.asarray(stars["x"], dtype=np.float64)

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import brentq
 
+from photdb.fitting import MAD_TO_SIGMA
+
 __all__ = [
     "ErrorScale",
     "MagErrorScale",
@@ -30,8 +32,6 @@ __all__ = [
     "fit_magnitude_error_scale",
     "rescale_errors",
 ]
-
-MAD_TO_SIGMA = 1.482602218505602
 
 
 def apply_error_floor(

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from astropy.table import Table
 
-from photdb.uncertainty import MAD_TO_SIGMA
+from photdb.fitting import robust_sigma
 
 __all__ = [
     "VariabilityConfig",
@@ -190,7 +190,7 @@ def variability_indices(mag: np.ndarray, magerr: np.ndarray) -> VariabilityIndic
         mean_mag=mean,
         mean_magerr=float(np.sqrt(1.0 / np.sum(w))),
         chi2nu=chi2nu,
-        mad_std=float(MAD_TO_SIGMA * np.median(np.abs(m - np.median(m)))),
+        mad_std=robust_sigma(m),
         stetson_j=float(np.mean(np.sign(p) * np.sqrt(np.abs(p)))),
         amplitude=float(m.max() - m.min()),
         robust_amplitude=float(p95 - p5),

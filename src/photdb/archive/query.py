@@ -1,9 +1,8 @@
-"""Read the archive back: objects by name or cone, light curves from both halves of photdb.
+"""Read the archive back: objects by name or cone, their uploaded light-curve points.
 
-A light curve combines the archive's ``lightcurves`` points (uploaded
-photometry, with their ``metadata_lc_json``) and the pipeline's ``galsources``
-measurements within a small cone around the object. Times come from the MJD
-(UTC) stored beside every point; JD and ISO are derived with astropy, never in
+Light curves come in the one shape of :mod:`photdb.lightcurve`; combining them with
+the pipeline's measurements is :func:`photdb.api.get_lightcurve`. Times come from the
+MJD (UTC) stored beside every point; JD and ISO are derived with astropy, never in
 SQL (the archive document's ``EXTRACT(JULIAN ...)`` is off by half a day unless
 written with care, and knows nothing of leap seconds).
 
@@ -11,7 +10,7 @@ Examples
 --------
 >>> from photdb.db import connect
 >>> with connect("readonly") as conn:                       # doctest: +SKIP
-...     lc = get_lightcurve(conn, object="SS Cyg")
+...     objs = find_objects(conn, "SS Cyg")
 ...     near = cone_objects(conn, SkyCoord(325.679, 43.5862, unit="deg"), 6 * u.arcmin)
 """
 
@@ -32,14 +31,15 @@ from astropy.table import MaskedColumn, Table
 from astropy.time import Time
 
 from photdb.errors import PhotdbError
+from photdb.lightcurve import lightcurve_table
 
 __all__ = [
-    "LC_COLUMNS",
     "OBJECT_COLUMNS",
     "QueryError",
+    "archive_lightcurve",
+    "check_radius",
     "cone_objects",
     "find_objects",
-    "get_lightcurve",
     "parse_coord",
     "parse_radius",
     "write_table",
@@ -57,25 +57,6 @@ OBJECT_COLUMNS = (
     "apass_name",
     "class",
     "description",
-)
-#: Columns of :func:`get_lightcurve`, in order.
-LC_COLUMNS = (
-    "source",
-    "object_id",
-    "mjd",
-    "jd",
-    "iso",
-    "band",
-    "mag",
-    "mag_err",
-    "mag_diff",
-    "mag_diff_err",
-    "quality",
-    "filename",
-    "progid",
-    "comp_stars",
-    "is_reference",
-    "galsource_id",
 )
 #: Default cone around an object for its pipeline measurements, and for a position.
 DEFAULT_RADIUS = 1.0 * u.arcsec
@@ -198,13 +179,13 @@ def cone_objects(conn: psycopg.Connection, coord: SkyCoord, radius: u.Quantity) 
     --------
     >>> cone_objects(conn, SkyCoord(325.679, 43.5862, unit="deg"), 0.1 * u.deg)  # doctest: +SKIP
     """
-    r = _radius_rad(radius)
+    r = check_radius(radius)
     ra, dec = _spoint(coord)
     rows = conn.execute(_CONE, {"ra": ra, "dec": dec, "r": r}).fetchall()
     return _object_table(rows, extra=("dist_arcsec",))
 
 
-def _radius_rad(radius: u.Quantity) -> float:
+def check_radius(radius: u.Quantity) -> float:
     try:
         r = u.Quantity(radius).to_value(u.rad)
     except u.UnitsError:
@@ -227,192 +208,31 @@ LEFT JOIN datasources d ON d.id = l.datasource_id
 LEFT JOIN LATERAL (SELECT data FROM metadata_lc_json j WHERE j.lightcurve_id = l.id
                    ORDER BY j.id LIMIT 1) m ON true
 WHERE l.object_id = ANY(%s)
-ORDER BY l.id
+ORDER BY l.mjd, l.id
 """
+_ARCHIVE_FIELDS = ("object_id", "mjd", "dateobs", "band", "mag", "mag_err", "mag_diff",
+                   "mag_diff_err", "quality", "filename", "progid", "comp_stars")  # fmt: skip
 
 
-def _archive_points(conn: psycopg.Connection, object_ids: Sequence[int]) -> list[dict]:
-    rows = conn.execute(_ARCHIVE_LC, [list(object_ids)]).fetchall()
-    out = []
-    for oid, mjd, dateobs, band, mag, err, dmag, derr, q, fname, progid, comp in rows:
-        if mjd is None:  # derive from the timestamp with astropy, never in SQL
-            mjd = Time(dateobs.astimezone(UTC).replace(tzinfo=None), scale="utc").mjd
-        comp_text = ",".join(str(c) for c in comp) if isinstance(comp, list) else comp
-        out.append(
-            {
-                "source": "archive",
-                "object_id": oid,
-                "mjd": float(mjd),
-                "band": band,
-                "mag": mag,
-                "mag_err": err,
-                "mag_diff": dmag,
-                "mag_diff_err": derr,
-                "quality": q,
-                "filename": fname,
-                "progid": progid,
-                "comp_stars": None if comp_text is None else str(comp_text),
-            }
-        )
-    return out
+def archive_lightcurve(conn: psycopg.Connection, object_ids: Sequence[int]) -> Table:
+    """The uploaded points (``lightcurves``) of objects, as a standard light-curve table.
 
-
-def _pipeline_points(
-    conn: psycopg.Connection, coord: SkyCoord, radius: u.Quantity, object_id: int | None
-) -> list[dict]:
-    from photdb.survey.store import lightcurve_by_cone  # the pipeline's own cone query
-
-    c = coord.icrs
-    lc = lightcurve_by_cone(
-        conn,
-        float(c.ra.deg),
-        float(c.dec.deg),
-        radius_arcsec=float(u.Quantity(radius).to_value(u.arcsec)),
-    )
-    if len(lc) == 0:
-        return []
-    ids = sorted({int(i) for i in lc["galimage_id"]})
-    names = dict(
-        conn.execute("SELECT id, filename FROM observations WHERE id = ANY(%s)", [ids]).fetchall()
-    )
-    out = []
-    for row in lc:
-        out.append(
-            {
-                "source": "pipeline",
-                "object_id": object_id,
-                "mjd": float(row["mjd"]),
-                "band": _text(row["filter"]),
-                "mag": _num(row["mag"]),
-                "mag_err": _num(row["magerr"]),
-                "filename": names.get(int(row["galimage_id"])),
-                "is_reference": bool(row["is_reference"]),
-                "galsource_id": int(row["galsource_id"]),
-            }
-        )
-    return out
-
-
-def _text(value) -> str | None:
-    return None if value is None or str(value) in ("", "None", "--") else str(value)
-
-
-def _num(value) -> float | None:
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
-def _lc_table(points: list[dict]) -> Table:
-    points = sorted(points, key=lambda p: (p["mjd"], p["source"]))
-    kinds = {
-        "source": str,
-        "object_id": np.int64,
-        "band": str,
-        "mag": float,
-        "mag_err": float,
-        "mag_diff": float,
-        "mag_diff_err": float,
-        "quality": np.int64,
-        "filename": str,
-        "progid": str,
-        "comp_stars": str,
-        "is_reference": bool,
-        "galsource_id": np.int64,
-    }
-    fill = {str: "", float: np.nan, np.int64: 0, bool: False}
-    t = Table()
-    mjd = np.array([p["mjd"] for p in points], dtype=float)
-    times = Time(mjd, format="mjd", scale="utc")
-    for name in LC_COLUMNS:
-        if name == "mjd":
-            t[name] = mjd
-        elif name == "jd":
-            t[name] = times.jd
-        elif name == "iso":
-            t[name] = np.array(times.isot if len(points) else [], dtype=str)
-        else:
-            kind = kinds[name]
-            values = [p.get(name) for p in points]
-            mask = [v is None for v in values]
-            data = np.array([fill[kind] if v is None else v for v in values], dtype=kind)
-            t[name] = MaskedColumn(data, mask=mask) if any(mask) else data
-    for name in ("mjd", "jd"):
-        t[name].unit = u.day
-    for name in ("mag", "mag_err", "mag_diff", "mag_diff_err"):
-        t[name].unit = u.mag
-    t.meta["time_scale"] = "utc"
-    t.meta["time_note"] = "mjd/jd/iso in UTC, from the stored MJD, derived with astropy"
-    return t
-
-
-def get_lightcurve(
-    conn: psycopg.Connection,
-    *,
-    object: str | int | None = None,
-    coord: SkyCoord | None = None,
-    radius: u.Quantity | None = None,
-    include: Sequence[str] = ("archive", "pipeline"),
-) -> Table:
-    """Every photometric point of an object, from the archive and the pipeline.
-
-    Parameters
-    ----------
-    conn : psycopg.Connection
-        Any role.
-    object : str or int, optional
-        Object id or any catalogue name (see :func:`find_objects`); it must
-        match exactly one object.
-    coord : SkyCoord, optional
-        A position instead of ``object``: the archive points of every object
-        within ``radius`` and the pipeline measurements within ``radius``.
-    radius : Quantity, optional
-        Cone radius, default 1 arcsec. With ``object`` it is the cone around the
-        object's position for the pipeline's ``galsources``.
-    include : sequence of str
-        'archive' and/or 'pipeline'.
-
-    Returns
-    -------
-    astropy.table.Table
-        :data:`LC_COLUMNS` ordered by time: ``source`` ('archive' or
-        'pipeline'), ``mjd``, ``jd`` [d] and ``iso`` (UTC; astropy), ``band``,
-        ``mag``, ``mag_err``, ``mag_diff``, ``mag_diff_err``, ``quality``,
-        ``filename`` (the observation), ``progid`` (data source),
-        ``comp_stars`` (comma-separated), ``is_reference`` and
-        ``galsource_id`` (pipeline rows). Missing values are masked.
-        ``meta['objects']`` lists the matched object ids.
-
-    Raises
-    ------
-    QueryError
-        Neither or both of ``object`` and ``coord``; an unknown or ambiguous name.
+    A :func:`photdb.lightcurve.lightcurve_table` with ``source = 'archive'``, by time;
+    ``comp_stars`` joined with commas. A point stored without an MJD gets one from its
+    ``dateobs`` with astropy (never in SQL).
     """
-    if (object is None) == (coord is None):
-        raise QueryError("give either an object (name or id) or a position, not both or neither")
-    radius = DEFAULT_RADIUS if radius is None else radius
-    _radius_rad(radius)
-    if object is not None:
-        found = find_objects(conn, object)
-        if len(found) == 0:
-            raise QueryError(f"no object named {object!r} (id, Gaia, SIMBAD, VSX, UCAC4, APASS)")
-        if len(found) > 1:
-            which = ", ".join(
-                f"{r['id']} ({r['simbad_name'] or r['gaia_name'] or ''})" for r in found[:5]
-            )
-            raise QueryError(f"{object!r} matches {len(found)} objects: {which}; use an id")
-        oid = int(found["id"][0])
-        ids = [oid]
-        ra, dec = float(found["ra"][0]), float(found["dec"][0])
-        centre = SkyCoord(ra, dec, unit="deg") if math.isfinite(ra) else None
-    else:
-        ids = [int(i) for i in cone_objects(conn, coord, radius)["id"]]
-        oid, centre = (ids[0] if len(ids) == 1 else None), coord
-    points = _archive_points(conn, ids) if "archive" in include and ids else []
-    if "pipeline" in include and centre is not None:
-        points += _pipeline_points(conn, centre, radius, oid)
-    table = _lc_table(points)
-    table.meta["objects"] = ids
-    return table
+    rows = conn.execute(_ARCHIVE_LC, [list(object_ids)]).fetchall()
+    cols: dict[str, list] = {name: [r[k] for r in rows] for k, name in enumerate(_ARCHIVE_FIELDS)}
+    dateobs = cols.pop("dateobs")
+    cols["mjd"] = [
+        m if m is not None else Time(d.astimezone(UTC).replace(tzinfo=None), scale="utc").mjd
+        for m, d in zip(cols["mjd"], dateobs, strict=True)
+    ]
+    cols["comp_stars"] = [
+        ",".join(str(c) for c in v) if isinstance(v, list) else v for v in cols["comp_stars"]
+    ]
+    cols["source"] = ["archive"] * len(rows)
+    return lightcurve_table(cols)
 
 
 # --------------------------------------------------------------------------- parsing and output

@@ -7,62 +7,17 @@ red line on stderr and exit status 1.
 
 from __future__ import annotations
 
-import logging
 import sys
 
-import typer
-from rich.console import Console
-from rich.logging import RichHandler
-
-from photdb import __version__
+from photdb.cli.app import app, console, err_console
 from photdb.errors import PhotdbError
 
-console = Console()
-err_console = Console(stderr=True)
-
-app = typer.Typer(
-    name="photdb",
-    help="Time-domain photometry on PostgreSQL: a crowded-field variability pipeline "
-    "and a small-telescope photometry archive.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"photdb {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what photdb does."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """photdb: time-domain photometry on PostgreSQL."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
-    )
-    for noisy in ("yoyo", "psycopg", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+__all__ = ["app", "console", "err_console", "main"]
 
 
 def _register() -> None:
-    from photdb.cli import db  # noqa: F401
-
-    for name in ("archive", "pipeline"):
-        try:
-            __import__(f"photdb.cli.{name}")
-        except ModuleNotFoundError as exc:  # a half of photdb not yet installed
-            if exc.name != f"photdb.cli.{name}":
-                raise
+    """Import the command modules: each registers its commands on :data:`app`."""
+    from photdb.cli import archive, db, pipeline  # noqa: F401
 
 
 def main() -> None:

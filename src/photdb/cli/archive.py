@@ -13,7 +13,8 @@ from pathlib import Path
 import typer
 from rich.table import Table as RichTable
 
-from photdb.cli import app, console, err_console
+from photdb.cli.app import app, console, err_console
+from photdb.cli.present import is_empty, show_table
 from photdb.errors import PhotdbError
 from photdb.settings import load_settings
 
@@ -233,33 +234,6 @@ _SUFFIX = {
 }
 
 
-def _empty(column) -> bool:
-    import numpy as np
-
-    return len(column) > 0 and bool(np.all(np.ma.getmaskarray(column)))
-
-
-def _show(table, title: str, *, digits: dict[str, int] | None = None) -> None:
-    import numpy as np
-
-    digits = digits or {}
-    out = RichTable(title=title, title_justify="left")
-    for name in table.colnames:
-        out.add_column(name, justify="right" if table[name].dtype.kind in "fiub" else "left")
-    for row in table:
-        cells = []
-        for name in table.colnames:
-            value = row[name]
-            if value is np.ma.masked or (isinstance(value, float) and np.isnan(value)):
-                cells.append("")
-            elif name in digits:
-                cells.append(f"{float(value):.{digits[name]}f}")
-            else:
-                cells.append(str(value))
-        out.add_row(*cells)
-    console.print(out)
-
-
 @app.command("lightcurve", context_settings=_NEGATIVE_OK)
 def lightcurve(
     name_or_id: str | None = typer.Argument(
@@ -292,7 +266,8 @@ def lightcurve(
     ),
 ) -> None:
     """Light curve of an object or position, from the archive and the pipeline."""
-    from photdb.archive.query import get_lightcurve, parse_coord, parse_radius, write_table
+    from photdb.api import get_lightcurve
+    from photdb.archive.query import parse_coord, parse_radius, write_table
 
     if (name_or_id is None) == (ra is None or dec is None):
         raise InputError("give an object name/id, or --ra and --dec (not both)")
@@ -307,10 +282,10 @@ def lightcurve(
             raise InputError("--format table writes to the screen; use csv, ecsv or votable")
         keep = (time.value,) if time else ("jd", "iso")
         table.remove_columns([c for c in ("jd", "mjd", "iso") if c not in keep])
-        table.remove_columns([c for c in table.colnames if _empty(table[c])])
+        table.remove_columns([c for c in table.colnames if is_empty(table[c])])
         if len(set(table.meta["objects"])) == 1 and "object_id" in table.colnames:
             table.remove_column("object_id")
-        _show(
+        show_table(
             table,
             f"{len(table)} points ({name_or_id or f'{ra} {dec}'}), UTC",
             digits={"jd": 6, "mjd": 6, "mag": 4, "mag_err": 4, "mag_diff": 4, "mag_diff_err": 4},
@@ -340,7 +315,7 @@ def cone(
     coord, r = parse_coord(ra, dec), parse_radius(radius)
     with _connect() as conn:
         table = cone_objects(conn, coord, r)
-    _show(
+    show_table(
         table,
         f"{len(table)} objects within {r:.4g} of {coord.to_string('hmsdms')}",
         digits={"ra": 6, "dec": 6, "dist_arcsec": 2},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from photdb.cli import app, console
+from photdb.cli.app import app, console
 from photdb.settings import ROLES, load_settings
 
 db_app = typer.Typer(

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import typer
-from rich.table import Table as RichTable
 
-from photdb.cli import app, console, err_console
-from photdb.errors import ConfigError, PhotdbError
+from photdb.cli.app import app, console, err_console
+from photdb.cli.present import candidates_table, repeat_table
+from photdb.errors import PhotdbError
 from photdb.settings import load_settings
 
 
 class ProcessingFailed(PhotdbError):
     """Some images failed (each is marked failed with its reason)."""
-
-
-def _config(
-    path: Path | None, astrometric_catalog: Path | None = None, nsigma: float | None = None
-):
-    from dataclasses import replace
-
-    from photdb.pipeline import PipelineConfig
-
-    try:
-        cfg = PipelineConfig() if path is None else PipelineConfig.from_toml(path)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{path}: cannot read pipeline settings ({exc})") from None
-    if astrometric_catalog is not None:
-        if not astrometric_catalog.is_file():
-            raise ConfigError(f"{astrometric_catalog}: no such astrometric catalogue")
-        cfg = replace(cfg, astrometric_catalog=str(astrometric_catalog.absolute()))
-    if nsigma is not None:
-        cfg = replace(cfg, variability=replace(cfg.variability, nsigma=nsigma))
-    return cfg
 
 
 @app.command("reference")
@@ -58,10 +37,11 @@ def reference(
 ) -> None:
     """Mark exposures as the references of their filters (replacing earlier references)."""
     from photdb.db import connect
+    from photdb.pipeline import load_config
     from photdb.survey.references import mark_references
 
     settings = load_settings()
-    cfg = _config(config) if stack else None
+    cfg = load_config(config) if stack else None
     with connect("writer", settings) as conn:
         sets = mark_references(conn, targets, stack=stack, primary=primary, config=cfg)
     for s in sets:
@@ -96,9 +76,10 @@ def process_cmd(
     """Process references, then every search image not yet processed (resumable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from photdb.pipeline import load_config
     from photdb.survey.process import process
 
-    cfg = _config(config, astrometric_catalog, nsigma)
+    cfg = load_config(config, astrometric_catalog=astrometric_catalog, nsigma=nsigma)
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err_console, disable=not err_console.is_terminal,
@@ -129,44 +110,6 @@ def process_cmd(
     )
     if report.failed:
         raise ProcessingFailed(f"{len(report.failed)} image(s) failed; see galimages.failure")
-
-
-def repeat_table(counts) -> RichTable:
-    """The notebook's "Repeated Detections / Number of Objects" table."""
-    t = RichTable(title="variable detections per reference source")
-    t.add_column("Repeated Detections", justify="right")
-    t.add_column("Number of Objects", justify="right")
-    for num, count in zip(counts["num"], counts["count"], strict=True):
-        t.add_row(str(num), str(count))
-    return t
-
-
-def _epoch_span(epochs) -> str:
-    """'59301.34-59340.21' for the epochs of a candidate's detections."""
-    values = sorted(float(v) for v in re.findall(r"\d+(?:\.\d*)?", str(epochs)))
-    if not values:
-        return "-"
-    return f"{values[0]:.2f}" if len(values) == 1 else f"{values[0]:.2f}-{values[-1]:.2f}"
-
-
-def candidates_table(cands, matches=None) -> RichTable:
-    """Variable candidates, worst first."""
-    t = RichTable(title="variable candidates (worst first)")
-    for name in ("refid", "filter", "ra", "dec", "ref mag", "#dets", "χ²/ν", "ampl",
-                 "detected (MJD)"):  # fmt: skip
-        t.add_column(name, justify="left" if name in ("filter",) else "right", no_wrap=True)
-    if matches is not None:
-        t.add_column("other filters", min_width=12)
-    for r in cands:
-        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}",
-               f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
-               f"{r['amplitude']:.2f}", _epoch_span(r["epochs"])]  # fmt: skip
-        if matches is not None:
-            sel = matches[matches["refsource_id"] == r["refsource_id"]]
-            row.append(" ".join(f"{m['match_filter']}:{m['match_id']}({m['match_ndet']})"
-                                for m in sel) or "-")  # fmt: skip
-        t.add_row(*row)
-    return t
 
 
 @app.command("variables")
@@ -206,4 +149,12 @@ def demo(
     """Simulate a small survey, ingest, reference, process, list variables, plot one."""
     from photdb.survey.demo import run_demo
 
-    run_demo(outdir, jobs=jobs, console=console)
+    result = run_demo(outdir, jobs=jobs, say=lambda text: console.print(text, highlight=False))
+    for o in result.failed:
+        console.print(f"[red]image {o.galimage_id} failed:[/] {o.message}", highlight=False)
+    console.print(repeat_table(result.counts))
+    if len(result.candidates) == 0:
+        console.print("no repeated variable candidates")
+        return
+    console.print(candidates_table(result.candidates, result.matches))
+    console.print(f"light curve of the top candidate: {result.plot}")

@@ -2,7 +2,7 @@
 
 The notebook's main flaw is that an artefact on its single reference image shows
 up as the same "variable" on every search image. Two remedies, both composed from
-the stages in :mod:`photdb.pipeline`:
+the reference and search reductions of this package:
 
 * :func:`reduce_reference_set`: the primary is reduced in full, the others are
   forced at its positions and calibrated to it, and the magnitudes are combined
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from astropy.table import Table
@@ -26,22 +27,21 @@ from scipy.ndimage import binary_dilation, map_coordinates, uniform_filter
 import photdb
 from photdb.astrometry import refine_wcs
 from photdb.calibration import calibrate_search_catalog
+from photdb.fitting import MAG_PER_FLUX_FRACTION, flux_to_mag
 from photdb.image import Image, MaskBits
 from photdb.pipeline.config import PipelineConfig, SelectionConfig
-from photdb.pipeline.core import (
-    STACK_CARD,
+from photdb.pipeline.io import STACK_CARD
+from photdb.pipeline.prepare import (
     PreparedImage,
-    ReferenceResult,
-    SearchResult,
-    _f,
-    _fit_reference,
-    _prepared,
-    _reference_table,
-    _Timer,
-    _zero_point,
-    reduce_reference,
-    reduce_search,
+    Timer,
+    column,
+    fit_reference,
+    prepared,
+    zero_point,
 )
+from photdb.pipeline.reference import reduce_reference, reference_table
+from photdb.pipeline.results import ReferenceResult, SearchResult
+from photdb.pipeline.search import reduce_search
 from photdb.stack import pixel_mapping, resample_image, stack_images
 from photdb.variability import combine_references
 
@@ -49,14 +49,14 @@ from photdb.variability import combine_references
 def _limit_mags(result: SearchResult, sel: SelectionConfig) -> tuple[np.ndarray, np.ndarray]:
     """Corrected mags of a forced reference; non-detections as 1σ limits (see SelectionConfig)."""
     cat = result.catalog
-    mag, err = _f(cat, "mag"), _f(cat, "magerr")
+    mag, err = column(cat, "mag"), column(cat, "magerr")
     if not sel.ref_nondetection:
         return mag, err
-    flux, dflux = _f(cat, "flux"), _f(cat, "dflux")
+    flux, dflux = column(cat, "flux"), column(cat, "dflux")
     low = ~(flux >= dflux) & np.isfinite(dflux) & (dflux > 0)
-    corr = result.calibration.zp + result.calibration.surface()(_f(cat, "x"), _f(cat, "y"))
-    mag = np.where(low, -2.5 * np.log10(np.where(low, dflux, 1.0)) + corr, mag)
-    err = np.where(low, 2.5 / np.log(10.0), err)
+    corr = result.calibration.zp + result.calibration.surface()(column(cat, "x"), column(cat, "y"))
+    mag = np.where(low, flux_to_mag(dflux, zero_point=corr)[0], mag)
+    err = np.where(low, MAG_PER_FLUX_FRACTION, err)
     return mag, err
 
 
@@ -86,7 +86,7 @@ def reduce_reference_set(
     ReferenceResult
         ``catalog["n_ref"]`` is the number of references used per source;
         ``catalog["mag_primary"]`` keeps the primary's own value;
-        ``stats["references"]`` holds each other reference's search stats.
+        ``stats.references`` holds each other reference's search stats.
     """
     ref = reduce_reference(
         primary, config=config, band=band, astrometric_reference=astrometric_reference
@@ -97,7 +97,7 @@ def reduce_reference_set(
     n = len(cat)
     mags = np.full((1 + len(others), n), np.nan)
     errs = np.full_like(mags, np.nan)
-    mags[0], errs[0] = _f(cat, "mag"), _f(cat, "magerr")
+    mags[0], errs[0] = column(cat, "mag"), column(cat, "magerr")
     per_ref = []
     t0 = time.perf_counter()
     for i, other in enumerate(others, start=1):
@@ -114,12 +114,13 @@ def reduce_reference_set(
     out["mag"], out["magerr"] = mag, magerr
     out["mag"].unit = out["magerr"].unit = "mag"
     out["n_ref"] = n_used.astype(np.int64)
-    stats = dict(ref.stats)
-    stats["n_references"] = 1 + len(others)
-    stats["references"] = per_ref
-    stats["timings_s"] = dict(ref.stats["timings_s"]) | {
-        "other_references": round(time.perf_counter() - t0, 4)
-    }
+    stats = replace(
+        ref.stats,
+        n_references=1 + len(others),
+        references=tuple(per_ref),
+        timings_s=dict(ref.stats.timings_s)
+        | {"other_references": round(time.perf_counter() - t0, 4)},
+    )
     return ReferenceResult(out, ref.wcs, stats)
 
 
@@ -157,14 +158,14 @@ def build_stacked_reference(
     """
     if len(images) == 0:
         raise ValueError("need at least one image")
-    timer = _Timer()
-    preps = [_prepared(img, config, timer) for img in images]
+    timer = Timer()
+    preps = [prepared(img, config, timer) for img in images]
     dets = [p.detections for p in preps]
     images = [p.image for p in preps]
     shape = preps[0].data.shape
     target = images[0].wcs
-    zp0, _ = _zero_point(images[0], config, None)
-    ref_cat = _reference_table(dets[0], target, zp0)
+    zp0, _ = zero_point(images[0], config, None)
+    ref_cat = reference_table(dets[0], target, zp0)
     ref_cat["mag"] = ref_cat["mag_inst"]  # stack on the first image's instrumental scale
     data, var, wcs_list, masks, zps = [], [], [], [], []
     for i, p in enumerate(preps):
@@ -241,19 +242,20 @@ def _median_where_rejected(
 
 
 def _calibrate_to_first(
-    prep: PreparedImage, det: Table, ref_cat: Table, config: PipelineConfig, timer: _Timer
+    prep: PreparedImage, det: Table, ref_cat: Table, config: PipelineConfig, timer: Timer
 ) -> tuple[np.ndarray, WCS, np.ndarray, float]:
     """Refined WCS and Δmag(x, y) scaling of one image onto the first (for stacking)."""
     with timer("astrometry"):
         sol = refine_wcs(
-            prep.image.wcs, _f(det, "x"), _f(det, "y"), _f(ref_cat, "ra"), _f(ref_cat, "dec"),
-            mag=_f(det, "mag_inst"), ref_mag=_f(ref_cat, "mag"), config=config.astrometry,
+            prep.image.wcs, column(det, "x"), column(det, "y"),
+            column(ref_cat, "ra"), column(ref_cat, "dec"),
+            mag=column(det, "mag_inst"), ref_mag=column(ref_cat, "mag"), config=config.astrometry,
         )  # fmt: skip
     with timer("calibration"):
         i1, i2 = sol.matched_det, sol.matched_ref
         _, res = calibrate_search_catalog(
             det[i1],
-            _fit_reference(ref_cat[i2], det[i1], config.selection),
+            fit_reference(ref_cat[i2], det[i1], config.selection),
             shape=prep.data.shape,
             config=config.calibration,
         )

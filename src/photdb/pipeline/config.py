@@ -25,6 +25,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -32,12 +33,13 @@ import photdb
 from photdb.astrometry import AstrometryConfig
 from photdb.background import SkyConfig
 from photdb.calibration import CalibrationConfig
+from photdb.errors import ConfigError
 from photdb.image import MaskConfig
 from photdb.photometry import PhotometryConfig
 from photdb.stack import StackConfig
 from photdb.variability import VariabilityConfig
 
-__all__ = ["NOMINAL_ZP", "PipelineConfig", "SelectionConfig"]
+__all__ = ["NOMINAL_ZP", "PipelineConfig", "SelectionConfig", "load_config"]
 
 #: Approximate zero points, mag for 1 ADU *in a* ``nominal_exptime_s`` = 90 s DECam-like
 #: exposure (photometric sky): per-second ADU zero points u 23.9, g 26.0, r 26.2,
@@ -110,7 +112,7 @@ class SelectionConfig:
         absolute instead of carrying their own flat-field error (the notebook's
         reference zero point is "within 10% or 20%").
     gain_fallback : float or None, default None
-        e-/ADU used by :func:`photdb.pipeline.load_image` when the header has no gain;
+        e-/ADU used by :func:`photdb.pipeline.read_chip` when the header has no gain;
         None estimates an *effective* gain from the image itself (sky level / sky
         variance of the Bijaoui fit), which makes the variance match the observed
         noise even for non-CCD data such as photographic plates.
@@ -265,3 +267,46 @@ class PipelineConfig:
         with open(path, "rb") as fh:
             values = tomllib.load(fh)
         return cls.from_dict(values)
+
+
+def load_config(
+    path: str | PathLike[str] | None = None,
+    *,
+    astrometric_catalog: str | PathLike[str] | None = None,
+    nsigma: float | None = None,
+) -> PipelineConfig:
+    """The pipeline settings a run uses: defaults, a TOML file, then explicit overrides.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        A TOML file of per-stage settings (:meth:`PipelineConfig.from_toml`).
+    astrometric_catalog : path-like, optional
+        Overrides ``astrometric_catalog`` (stored as an absolute path).
+    nsigma : float, optional
+        Overrides ``variability.nsigma`` (the detection cut).
+
+    Raises
+    ------
+    photdb.errors.ConfigError
+        One line naming the file and the problem.
+
+    Examples
+    --------
+    >>> load_config(nsigma=6.0).variability.nsigma
+    6.0
+    """
+    try:
+        cfg = PipelineConfig() if path is None else PipelineConfig.from_toml(path)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{path}: cannot read pipeline settings ({exc})") from None
+    if astrometric_catalog is not None:
+        catalog = Path(astrometric_catalog)
+        if not catalog.is_file():
+            raise ConfigError(f"{catalog}: no such astrometric catalogue")
+        cfg = dataclasses.replace(cfg, astrometric_catalog=str(catalog.absolute()))
+    if nsigma is not None:
+        cfg = dataclasses.replace(
+            cfg, variability=dataclasses.replace(cfg.variability, nsigma=float(nsigma))
+        )
+    return cfg

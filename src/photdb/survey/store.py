@@ -1,15 +1,23 @@
-"""SQL of the crowded-field pipeline: catalogues in, audit columns, queries out.
+"""The SQL that stores what the pipeline measured, image by image.
 
-Writers take a connection and run inside the caller's transaction (the
-orchestrator, :mod:`photdb.survey.process`, makes one transaction per image).
-Readers return astropy Tables. No algorithm lives here.
+* per image: its catalogue (``galsources``, binary COPY in sky order), its variable
+  detections (``galvarobjs``), its audit row (:class:`ImageAudit`), the settings
+  (``galprovenance``), a failure; the stored reference catalogue it is forced at;
+* claiming: an image's status, the lock that keeps it from being stored twice.
+
+Writers take a cursor or connection and run inside the caller's transaction (the
+orchestrator, :mod:`photdb.survey.process`, makes one transaction per image). No
+algorithm lives here. Exposures, reference sets and planning are in
+:mod:`photdb.survey.bookkeeping`; the user-facing reads in :mod:`photdb.survey.queries`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -22,17 +30,14 @@ from photdb.db.copy import Column, copy_columns, sky_order
 
 __all__ = [
     "GALSOURCE_COLUMNS",
+    "ImageAudit",
     "allocate_source_ids",
-    "cross_filter_matches",
     "fetch_reference_table",
     "insert_provenance",
     "jsonable",
-    "lightcurve_by_cone",
-    "lightcurve_by_refsource",
+    "lock_unfinished",
     "mark_failed",
-    "repeat_counts",
     "update_image",
-    "variable_candidates",
     "write_sources",
     "write_variables",
 ]
@@ -56,16 +61,6 @@ GALSOURCE_COLUMNS = {
     "fracflux": "float4",
     "flags": "int4",
 }
-
-#: galimages columns the pipeline fills (anything else is refused by update_image).
-IMAGE_FIELDS = frozenset(
-    {
-        "status", "failure", "reference", "processed_at", "provenance_id", "code_version",
-        "zp", "zp_scatter", "cheb_coeffs", "chi2nu", "error_factor", "astrom_rms_arcsec",
-        "astrom_nmatch", "seeing_fwhm_arcsec", "sky_level", "n_detected", "n_forced",
-        "n_saved", "n_variables", "wcs_header", "details",
-    }
-)  # fmt: skip
 
 
 def jsonable(value: Any) -> Any:
@@ -188,24 +183,55 @@ def insert_provenance(
     )
 
 
-def update_image(cur: psycopg.Cursor, galimage_id: int, fields: Mapping[str, Any]) -> None:
-    """UPDATE the pipeline columns of one galimages row (JSON columns converted)."""
-    unknown = set(fields) - IMAGE_FIELDS
-    if unknown:
-        raise ValueError(f"not pipeline columns of galimages: {sorted(unknown)}")
-    values = []
-    for k, v in fields.items():
-        if k in ("details", "cheb_coeffs") and v is not None:
-            v = Jsonb(jsonable(v))
-        elif isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        values.append(v)
+@dataclass(frozen=True)
+class ImageAudit:
+    """The pipeline's columns of one ``galimages`` row: the audit trail of an image.
+
+    Every field is a column of ``galimages`` (see the 0002 migration); None is NULL.
+    ``details`` holds the pipeline's statistics (:meth:`ImageStats.to_dict
+    <photdb.pipeline.results.ImageStats.to_dict>`) and any extra context as JSON.
+    """
+
+    status: str
+    processed_at: datetime
+    provenance_id: str
+    code_version: str
+    reference: int | None = None
+    failure: str | None = None
+    zp: float | None = None
+    zp_scatter: float | None = None
+    cheb_coeffs: list[list[float]] | None = None
+    chi2nu: float | None = None
+    error_factor: float | None = None
+    astrom_rms_arcsec: float | None = None
+    astrom_nmatch: int | None = None
+    seeing_fwhm_arcsec: float | None = None
+    sky_level: float | None = None
+    n_detected: int | None = None
+    n_forced: int | None = None
+    n_saved: int | None = None
+    n_variables: int | None = None
+    wcs_header: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
+def _sql_value(name: str, value: Any) -> Any:
+    if name in ("details", "cheb_coeffs") and value is not None:
+        return Jsonb(jsonable(value))
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # a non-finite statistic is stored as NULL, never as a number
+    return value
+
+
+def update_image(cur: psycopg.Cursor, galimage_id: int, audit: ImageAudit) -> None:
+    """Write the audit row of one image (every pipeline column of ``galimages``)."""
+    fields = [f.name for f in dataclasses.fields(ImageAudit)]
     stmt = sql.SQL("UPDATE galimages SET {} WHERE id = %s").format(
         sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in fields)
     )
-    cur.execute(stmt, [*values, galimage_id])
+    cur.execute(stmt, [*(_sql_value(k, getattr(audit, k)) for k in fields), galimage_id])
 
 
 def mark_failed(conn: psycopg.Connection, galimage_id: int, reason: str) -> None:
@@ -241,242 +267,18 @@ def fetch_reference_table(conn: psycopg.Connection, galimage_id: int) -> Table:
     return Table(cols)
 
 
-# ---------------------------------------------------------------- queries
+# ---------------------------------------------------------------- claiming
 
 
-def _filter_join(filter: str | None) -> tuple[sql.Composable, list[Any]]:
-    if filter is None:
-        return sql.SQL(""), []
-    return (
-        sql.SQL(
-            " JOIN galimages i ON v.galimage_id = i.id"
-            " JOIN galexposures e ON i.galexposure_id = e.id WHERE e.filter = %s"
-        ),
-        [filter],
-    )
+def image_status(conn: psycopg.Connection, galimage_id: int) -> str | None:
+    """``galimages.status`` of an image (None: no such image)."""
+    row = conn.execute("SELECT status FROM galimages WHERE id = %s", [galimage_id]).fetchone()
+    return None if row is None else row[0]
 
 
-def repeat_counts(conn: psycopg.Connection, *, filter: str | None = None) -> Table:
-    """The notebook's first query: objects per number of variable detections.
-
-    Returns a Table ``num`` (detections per reference source) and ``count``
-    (reference sources with that many), ``num`` descending.
-    """
-    join, params = _filter_join(filter)
-    stmt = sql.SQL(
-        "SELECT num, COUNT(num) AS count FROM (SELECT COUNT(v.id) AS num FROM galvarobjs v{}"
-        " GROUP BY v.refsource_id) subq GROUP BY num ORDER BY num DESC"
-    ).format(join)
-    rows = conn.execute(stmt, params).fetchall()
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
-    return Table({"num": arr[:, 0], "count": arr[:, 1]})
-
-
-_CANDIDATES = """
-SELECT v.refsource_id, COUNT(v.id) AS ndet, MAX(ABS(v.significance)) AS max_sig,
-       array_agg(e.mjd ORDER BY e.mjd) AS epochs,
-       array_agg(v.dmag ORDER BY e.mjd) AS dmags
-FROM galvarobjs v
-JOIN galimages i ON v.galimage_id = i.id
-JOIN galexposures e ON i.galexposure_id = e.id
-WHERE (%(filter)s::text IS NULL OR e.filter = %(filter)s)
-GROUP BY v.refsource_id
-HAVING COUNT(v.id) >= %(min)s
-"""
-
-_REFINFO = """
-SELECT r.id, r.ra, r.dec, r.mag, r.magerr, e.filter
-FROM galsources r JOIN galimages i ON r.galimage_id = i.id
-JOIN galexposures e ON i.galexposure_id = e.id
-WHERE r.id = ANY(%s)
-"""
-
-_FORCED = """
-SELECT s.ref_id, s.mag, s.magerr FROM galsources s
-JOIN galimages i ON s.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id
-WHERE s.ref_id = ANY(%s) ORDER BY s.ref_id, e.mjd
-"""
-
-
-def variable_candidates(
-    conn: psycopg.Connection,
-    *,
-    filter: str | None = None,
-    min_repeats: int = 2,
-    limit: int | None = 50,
-) -> Table:
-    """Variable candidates with their repeat counts, worst first.
-
-    Ranked by the number of variable detections, then by χ²/ν of *all* forced
-    measurements of the source about their weighted mean (the light curve, not
-    only the 15σ points), then by the largest significance.
-
-    Returns
-    -------
-    astropy.table.Table
-        ``refsource_id, filter, ra, dec, ref_mag, ndet, n_epochs`` (forced points),
-        ``chi2nu, amplitude, max_significance, epochs`` (MJDs of the detections,
-        comma-separated) and ``dmag_median``.
-    """
-    from photdb.variability import rank_variables
-
-    rows = conn.execute(_CANDIDATES, {"filter": filter, "min": int(min_repeats)}).fetchall()
-    names = ["refsource_id", "filter", "ra", "dec", "ref_mag", "ndet", "n_epochs", "chi2nu",
-             "amplitude", "max_significance", "epochs", "dmag_median"]  # fmt: skip
-    if not rows:
-        return Table(
-            [np.zeros(0, t) for t in (np.int64, "U16", float, float, float, np.int64, np.int64,
-                                     float, float, float, "U200", float)],
-            names=names,
-        )  # fmt: skip
-    ids = [r[0] for r in rows]
-    info = {r[0]: r[1:] for r in conn.execute(_REFINFO, [ids]).fetchall()}
-    forced = conn.execute(_FORCED, [ids]).fetchall()
-    stats = {}
-    if forced:
-        f = np.array(forced, dtype=float)
-        ranked = rank_variables(f[:, 0].astype(np.int64), f[:, 1], f[:, 2])
-        stats = {
-            int(i): (int(n), c, a)
-            for i, n, c, a in zip(ranked["id"], ranked["n"], ranked["chi2nu"], ranked["amplitude"],
-                                  strict=True)
-        }  # fmt: skip
-    out = []
-    for rid, ndet, max_sig, epochs, dmags in rows:
-        ra, dec, mag, _magerr, band = info.get(rid, (np.nan, np.nan, np.nan, np.nan, ""))
-        n, chi2nu, amp = stats.get(rid, (0, np.nan, np.nan))
-        dm = np.array([np.nan if d is None else d for d in dmags], float)
-        out.append((rid, band or "", ra, dec, np.nan if mag is None else mag, ndet, n,
-                    chi2nu, amp, np.nan if max_sig is None else max_sig,
-                    ",".join(f"{m:.2f}" for m in epochs),
-                    float(np.nanmedian(dm)) if np.isfinite(dm).any() else np.nan))  # fmt: skip
-    out.sort(key=lambda r: (-r[5], -np.nan_to_num(r[7], nan=-1.0), -r[9], r[0]))
-    if limit is not None:
-        out = out[: int(limit)]
-    return Table(rows=out, names=names)
-
-
-def cross_filter_matches(
-    conn: psycopg.Connection, candidates: Table, *, radius_arcsec: float = 0.5
-) -> Table:
-    """Reference sources of *other* filters within ``radius_arcsec`` of each candidate.
-
-    Uses ``q3c_join`` (index on ``q3c_ang2ipix(ra, dec)``). Returns
-    ``refsource_id, filter, match_id, match_filter, sep_arcsec, match_ndet``
-    (``match_ndet``: variable detections of the match, 0 if none). Blends that
-    deblended differently in the two filters can match zero or several sources.
-    """
-    names = ["refsource_id", "filter", "match_id", "match_filter", "sep_arcsec", "match_ndet"]
-    if len(candidates) == 0:
-        return Table([np.zeros(0, t) for t in (np.int64, "U16", np.int64, "U16", float,
-                                               np.int64)], names=names)  # fmt: skip
-    rows = conn.execute(
-        """
-        SELECT a.refsource_id, a.filter, b.id, e.filter,
-               q3c_dist(a.ra, a.dec, b.ra, b.dec) * 3600.0,
-               (SELECT COUNT(*) FROM galvarobjs w WHERE w.refsource_id = b.id)
-        FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::float8[])
-             AS a(refsource_id, filter, ra, dec)
-        JOIN galsources b ON q3c_join(a.ra, a.dec, b.ra, b.dec, %s) AND b.ref_id IS NULL
-        JOIN galimages i ON b.galimage_id = i.id
-        JOIN galexposures e ON i.galexposure_id = e.id
-        WHERE e.filter IS DISTINCT FROM a.filter
-        ORDER BY a.refsource_id, e.filter, 5
-        """,
-        [
-            [int(v) for v in candidates["refsource_id"]],
-            [str(v) for v in candidates["filter"]],
-            [float(v) for v in candidates["ra"]],
-            [float(v) for v in candidates["dec"]],
-            radius_arcsec / 3600.0,
-        ],
-    ).fetchall()
-    if not rows:
-        return cross_filter_matches(conn, candidates[:0], radius_arcsec=radius_arcsec)
-    return Table(rows=rows, names=names)
-
-
-_LC_COLUMNS = ["mjd", "filter", "mag", "magerr", "magerr_raw", "is_reference", "ref_id",
-               "galsource_id", "galimage_id", "ra", "dec"]  # fmt: skip
-
-_LC_SELECT = """
-SELECT e.mjd, e.filter, s.mag, s.magerr, s.magerr_raw, e.is_reference, s.ref_id,
-       s.id, s.galimage_id, s.ra, s.dec
-FROM galsources s
-JOIN galimages i ON s.galimage_id = i.id
-JOIN galexposures e ON i.galexposure_id = e.id
-"""
-
-
-def _lc_table(rows: list[tuple]) -> Table:
-    if not rows:
-        return Table(
-            [np.zeros(0, t) for t in (float, "U16", float, float, float, bool, np.int64,
-                                     np.int64, np.int64, float, float)],
-            names=_LC_COLUMNS,
-        )  # fmt: skip
-    t = Table(rows=[tuple(-1 if (v is None and k == "ref_id") else v
-                          for k, v in zip(_LC_COLUMNS, r, strict=True)) for r in rows],
-              names=_LC_COLUMNS)  # fmt: skip
-    t["mjd"].unit = "d"
-    for c in ("mag", "magerr", "magerr_raw"):
-        t[c].unit = "mag"
-    t["ra"].unit = t["dec"].unit = "deg"
-    t.meta["time_scale"] = "utc"
-    return t
-
-
-def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int) -> Table:
-    """Light curve of one reference source: its reference row and every forced measurement.
-
-    Columns ``mjd`` (UTC, mid-exposure), ``filter``, ``mag``, ``magerr`` (calibrated),
-    ``magerr_raw``, ``is_reference`` (the exposure is a reference), ``ref_id``
-    (-1 on the reference catalogue row), ``galsource_id``, ``galimage_id``, ``ra``,
-    ``dec``; ordered by ``mjd``.
-    """
-    rows = conn.execute(
-        sql.SQL("{} WHERE s.id = %(id)s UNION ALL {} WHERE s.ref_id = %(id)s ORDER BY 1").format(
-            sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)
-        ),
-        {"id": int(refsource_id)},
-    ).fetchall()
-    return _lc_table(rows)
-
-
-def lightcurve_by_cone(
-    conn: psycopg.Connection,
-    ra: float,
-    dec: float,
-    radius_arcsec: float = 0.5,
-    *,
-    filter: str | None = None,
-) -> Table:
-    """Every galsources row within ``radius_arcsec`` of (ra, dec) deg, all filters.
-
-    The notebook's cone query, with ``q3c_join`` (plans in well under a
-    millisecond). Same columns as :func:`lightcurve_by_refsource`, ordered by
-    filter then mjd. Neighbours closer than the radius are included: in a
-    crowded field prefer :func:`lightcurve_by_refsource`.
-    """
-    stmt = _LC_SELECT + " WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, %(r)s)"
-    if filter is not None:
-        stmt += " AND e.filter = %(filter)s"
-    stmt += " ORDER BY e.filter, e.mjd"
-    rows = conn.execute(
-        stmt,
-        {"ra": float(ra), "dec": float(dec), "r": radius_arcsec / 3600.0, "filter": filter},
-    ).fetchall()
-    return _lc_table(rows)
-
-
-def reference_position(conn: psycopg.Connection, refsource_id: int) -> tuple[float, float]:
-    """(ra, dec) of a galsources row, deg (the notebook's Q4)."""
-    row = conn.execute("SELECT ra, dec FROM galsources WHERE id = %s", [refsource_id]).fetchone()
-    if row is None:
-        raise KeyError(refsource_id)
-    return float(row[0]), float(row[1])
-
-
-def dump_json(value: Any) -> str:
-    """JSON text with NaN as null."""
-    return json.dumps(jsonable(value))
+def lock_unfinished(cur: psycopg.Cursor, galimage_id: int) -> bool:
+    """Lock the image's row for this transaction; False if it is already done."""
+    row = cur.execute(
+        "SELECT status FROM galimages WHERE id = %s FOR UPDATE", [galimage_id]
+    ).fetchone()
+    return row is not None and row[0] != "done"

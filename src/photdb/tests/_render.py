@@ -9,6 +9,7 @@ column index, ``y`` the row index, integer values at pixel centres.
 from __future__ import annotations
 
 import numpy as np
+from astropy.wcs import WCS
 
 
 def moffat_stamp(
@@ -55,3 +56,13 @@ def noisy_image(
     electrons = rng.poisson(np.clip(truth + sky, 0, None) * gain).astype(float)
     electrons += rng.normal(0.0, readnoise, truth.shape)
     return (electrons / gain).astype(np.float32)
+
+
+def wcs_header(shape):
+    """A DECam-like TAN header (0.263"/pix, bulge field) for a ``(ny, nx)`` image."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [271.5, -28.9]
+    w.wcs.crpix = [shape[1] / 2, shape[0] / 2]
+    w.wcs.cdelt = [-0.263 / 3600, 0.263 / 3600]
+    return w.to_header()

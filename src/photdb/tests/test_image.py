@@ -1,49 +1,23 @@
-"""Tests for photdb.image: FITS reading, masks, variance."""
+"""Tests for photdb.image: images from headers, masks, variance."""
 
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.wcs import WCS
 
-from photdb.image import MaskBits, MaskConfig, build_mask, make_variance, read_image
-from photdb.tests._render import noisy_image, render_stars
-
-
-def _wcs_header(shape):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [271.5, -28.9]
-    w.wcs.crpix = [shape[1] / 2, shape[0] / 2]
-    w.wcs.cdelt = [-0.263 / 3600, 0.263 / 3600]
-    return w.to_header()
+from photdb.image import MaskBits, MaskConfig, build_mask, image_from_header, make_variance
+from photdb.tests._render import noisy_image, render_stars, wcs_header
 
 
-def test_read_image_header_values(tmp_path):
+def test_image_from_header_values():
     rng = np.random.default_rng(0)
     data = rng.normal(1000, 10, (64, 80)).astype(np.float32)
-    hdr = _wcs_header(data.shape)
+    hdr = fits.Header(wcs_header(data.shape))
     hdr.update(GAINA=4.0, GAINB=4.2, RDNOISEA=6.0, RDNOISEB=7.0, SATURATA=40000.0)
-    path = tmp_path / "chip.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, hdr, name="S1")]).writeto(path)
-    img = read_image(path, "S1")
-    assert img.gain == pytest.approx(4.1)
-    assert img.readnoise == pytest.approx(6.5)
-    assert img.saturate == 40000.0
-    assert img.data.dtype == np.float32 and img.data.shape == (64, 80)
-    assert img.wcs.has_celestial
-    # variance ~ sky / gain + (rn / gain)^2
-    assert np.median(img.variance) == pytest.approx(1000 / 4.1 + (6.5 / 4.1) ** 2, rel=0.02)
-    # the interior is unmasked, the border is EDGE
-    assert (img.mask[10:-10, 10:-10] == 0).mean() > 0.99
-    assert np.all(img.mask[0] & MaskBits.EDGE)
-
-
-def test_read_image_without_wcs_names_file_and_hdu(tmp_path):
-    path = tmp_path / "nowcs.fits"
-    hdr = fits.Header({"GAIN": 2.0})
-    fits.PrimaryHDU(np.zeros((10, 10), np.float32), hdr).writeto(path)
-    with pytest.raises(ValueError, match=r"nowcs\.fits.*HDU 0.*WCS"):
-        read_image(path, 0)
+    img = image_from_header(data, hdr)
+    assert img.gain == pytest.approx(4.1) and img.readnoise == pytest.approx(6.5)
+    assert img.saturate == 40000.0 and img.variance is None and not img.mask.any()
+    with pytest.raises(ValueError, match="chip 7: no usable GAIN"):
+        image_from_header(data, fits.Header(wcs_header(data.shape)), where="chip 7")
 
 
 def test_make_variance():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from photdb.archive.query import get_lightcurve
+from photdb.api import get_lightcurve
 from photdb.archive.tests.fitsfactory import write_garbage, write_maxim, write_nina
 from photdb.archive.tests.test_delete import snapshot
 from photdb.archive.tests.test_query import SSCYG_GAIA, TYC, _objects, populate

@@ -11,21 +11,21 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
 
+from photdb.api import get_lightcurve
 from photdb.archive.catalogues import load_objects
 from photdb.archive.ingest import ingest_paths
 from photdb.archive.lightcurves import load_lightcurves
 from photdb.archive.query import (
-    LC_COLUMNS,
     QueryError,
     cone_objects,
     find_objects,
-    get_lightcurve,
     parse_coord,
     parse_radius,
     write_table,
 )
 from photdb.archive.tests.fitsfactory import write_decam_fz, write_ekos, write_maxim
 from photdb.db import connect
+from photdb.lightcurve import LIGHTCURVE_COLUMNS
 
 SSCYG = SkyCoord(325.679, 43.5862, unit="deg")
 TYC = SkyCoord(259.946337377513, 76.6987591700176, unit="deg")  # write_maxim's WCS centre
@@ -218,7 +218,7 @@ def _check_tyc(conn, info, key):
         "position": {"coord": TYC, "radius": 2 * u.arcsec},
     }[key]
     lc = get_lightcurve(conn, **kw)
-    assert tuple(lc.colnames) == LC_COLUMNS and lc.meta["objects"] == [tyc_id]
+    assert tuple(lc.colnames) == tuple(LIGHTCURVE_COLUMNS) and lc.meta["objects"] == [tyc_id]
     arch = lc[lc["source"] == "archive"]
     pipe = lc[lc["source"] == "pipeline"]
     assert sorted(arch["filename"]) == ["a_r.fit", "b_r.fit"]
@@ -259,7 +259,7 @@ def test_lightcurve_archive_metadata_errors_formats(data, tmp_path):
     with pytest.raises(QueryError, match="either"):
         get_lightcurve(conn)
     empty = get_lightcurve(conn, coord=SkyCoord(10, 10, unit="deg"))
-    assert len(empty) == 0 and tuple(empty.colnames) == LC_COLUMNS
+    assert len(empty) == 0 and tuple(empty.colnames) == tuple(LIGHTCURVE_COLUMNS)
     # every output format reads back with astropy
     lc = get_lightcurve(conn, object="VY UMi")
     for fmt in ("csv", "ecsv", "votable"):

@@ -1,7 +1,7 @@
 """The reference step on a real crowded image: astropy's M13 test file (DSS via SkyView).
 
 The file has a TAN WCS but no GAIN, RDNOISE, SATURATE, FILTER or MAGZERO:
-:func:`photdb.pipeline.load_image` supplies an effective gain from the image's own
+:func:`photdb.pipeline.read_chip` supplies an effective gain from the image's own
 noise, read noise 0 and no saturation limit; the zero point is 0 (``zp_source``
 "none"), so ``mag`` equals the instrumental magnitude.
 
@@ -22,7 +22,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from photdb.photometry import render_model
-from photdb.pipeline import PipelineConfig, load_image, prepare_image, reduce_reference
+from photdb.pipeline import PipelineConfig, prepare_image, read_chip, reduce_reference
 
 M13 = os.path.join(os.path.dirname(astropy.__file__), "io/fits/hdu/compressed/tests/data/m13.fits")
 
@@ -36,7 +36,7 @@ def m13():
     if not os.path.exists(M13):
         pytest.skip("astropy test data m13.fits not installed")
     cfg = PipelineConfig()
-    img = load_image(M13, 0, config=cfg)
+    img = read_chip(M13, 0, config=cfg)
     prep = prepare_image(img, config=cfg)
     return img, prep, reduce_reference(prep, config=cfg)
 
@@ -44,8 +44,8 @@ def m13():
 def test_reads_without_detector_keywords(m13):
     img, _, ref = m13
     assert img.gain > 1 and img.readnoise == 0 and img.saturate == np.inf
-    assert ref.stats["zp_source"] == "none"
-    assert 1.5 < ref.stats["seeing_fwhm_arcsec"] < 5  # DSS plate seeing
+    assert ref.stats.zp_source == "none"
+    assert 1.5 < ref.stats.seeing_fwhm_arcsec < 5  # DSS plate seeing
 
 
 def test_source_count_and_bright_stars(m13):

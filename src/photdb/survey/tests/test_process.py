@@ -20,7 +20,8 @@ from conftest import new_database
 from photdb.db import connect
 from photdb.db.copy import Column, encode_binary_copy, sky_order
 from photdb.db.seedsql import split_sql
-from photdb.survey import store
+from photdb.survey import queries, store
+from photdb.survey.candidates import variable_candidates
 
 SEED_SQL = Path(__file__).resolve().parents[2] / "db" / "tests" / "data" / "galactic_pipeline.sql"
 NOTEBOOK_ID = "284560863"
@@ -52,37 +53,23 @@ def _pipeline_config(astrometric_catalog=None):
     )
 
 
-def _ingest_and_mark(settings, simdir, truth):
-    from photdb.archive.ingest import ingest_paths
-    from photdb.survey.references import mark_references
-
-    report = ingest_paths(simdir, settings=settings)
-    assert report.failed == 0, report.messages
-    refs = [str(simdir / f) for f in truth.epochs["filename"][truth.epochs["is_reference"]]]
-    with connect("writer", settings) as conn:
-        return mark_references(conn, refs)
-
-
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
-    from photdb.sim import simulate_survey
+    from photdb.survey.simulated import make_survey
 
-    simdir = tmp_path_factory.mktemp("sim")
-    truth = simulate_survey(simdir, _sim_config())
-    truth.astrometric_catalog().write(simdir / "astrometric_catalog.ecsv")
-    return simdir, truth
+    return make_survey(tmp_path_factory.mktemp("sim"), _sim_config())
 
 
 @pytest.fixture(scope="module")
 def processed(template_settings, survey):
     from photdb.survey.process import process
+    from photdb.survey.simulated import load_survey
 
-    simdir, truth = survey
     with new_database(template_settings) as settings:
-        sets = _ingest_and_mark(settings, simdir, truth)
-        config = _pipeline_config(str(simdir / "astrometric_catalog.ecsv"))
+        _, sets = load_survey(settings, survey)
+        config = _pipeline_config(str(survey.catalog))
         report = process(settings, jobs=2, config=config)
-        yield settings, truth, sets, report
+        yield settings, survey.truth, sets, report
 
 
 def test_binary_copy_encoder_roundtrip(db_settings):
@@ -226,9 +213,9 @@ def test_seed_queries_on_pipeline_output(processed):
             assert [r[1] for r in lc] == [band] * (n_epochs + 1)
             assert sum(bool(r[2]) for r in lc) == 1  # the reference epoch
             assert [r[0] for r in lc] == sorted(r[0] for r in lc)
-        lc = store.lightcurve_by_cone(conn, ra, dec, 0.3)
+        lc = queries.lightcurve_by_cone(conn, ra, dec, 0.3)
         assert len(lc) == n_epochs + 1 and set(lc.colnames) >= {
-            "mjd", "filter", "mag", "magerr", "is_reference"}  # fmt: skip
+            "mjd", "band", "mag", "mag_err", "is_reference"}  # fmt: skip
 
 
 def _isolated_source(conn):
@@ -251,12 +238,12 @@ def _isolated_source(conn):
 def test_lightcurve_by_refsource(processed):
     settings, truth, _, _ = processed
     with connect("readonly", settings) as conn:
-        cands = store.variable_candidates(conn, min_repeats=1, limit=5)
+        cands = variable_candidates(conn, min_repeats=1, limit=5)
         assert len(cands) and cands["ndet"][0] >= cands["ndet"][-1]
-        lc = store.lightcurve_by_refsource(conn, int(cands["refsource_id"][0]))
-        assert (lc["ref_id"] == -1).sum() == 1 and len(lc) <= truth.config.n_epochs + 1
+        lc = queries.lightcurve_by_refsource(conn, int(cands["refsource_id"][0]))
+        assert np.ma.getmaskarray(lc["ref_id"]).sum() == 1 and len(lc) <= truth.config.n_epochs + 1
         assert list(lc["mjd"]) == sorted(lc["mjd"])
-        m = store.cross_filter_matches(conn, cands, radius_arcsec=0.5)
+        m = queries.cross_filter_matches(conn, cands, radius_arcsec=0.5)
         assert set(m.colnames) >= {"refsource_id", "match_filter", "sep_arcsec"}
         assert np.all(np.asarray(m["sep_arcsec"]) <= 0.5)
 
@@ -349,15 +336,14 @@ def test_reference_positions_absolute_in_every_filter(processed):
     assert any("astrom_rms_arcsec" in d[0] for d in stats)
 
 
-def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, template_settings,
-                                                        monkeypatch):  # fmt: skip
+def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, template_settings):
     from photdb.survey import process as proc
+    from photdb.survey.simulated import load_survey
 
     settings_a = processed[0]
-    simdir, truth = survey
-    cfg = _pipeline_config(str(simdir / "astrometric_catalog.ecsv"))
+    cfg = _pipeline_config(str(survey.catalog))
     with new_database(template_settings) as settings:
-        _ingest_and_mark(settings, simdir, truth)
+        load_survey(settings, survey)
         with connect("readonly", settings) as conn:
             victim = conn.execute(
                 "SELECT i.id FROM galimages i JOIN galexposures e ON e.id = i.galexposure_id"
@@ -368,8 +354,8 @@ def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, temp
             if gid == victim:
                 raise RuntimeError("simulated crash after COPY")
 
-        monkeypatch.setitem(proc.HOOKS, "after_copy", crash)
-        report = proc.process(settings, jobs=1, filter=_band(settings, "g"), config=cfg)
+        report = proc.process(settings, jobs=1, filter=_band(settings, "g"), config=cfg,
+                              hooks=proc.Hooks(after_copy=crash))  # fmt: skip
         assert [o.galimage_id for o in report.failed] == [victim]
         with connect("readonly", settings) as conn:
             st, why = conn.execute("SELECT status, failure FROM galimages WHERE id = %s",
@@ -379,7 +365,6 @@ def test_parallel_equals_serial_and_crash_leaves_nothing(processed, survey, temp
                 q = sql.SQL("SELECT count(*) FROM {} WHERE galimage_id = %s").format(
                     sql.Identifier(table))  # fmt: skip
                 assert conn.execute(q, [victim]).fetchone()[0] == 0
-        monkeypatch.setitem(proc.HOOKS, "after_copy", None)
         g = _band(settings, "g")
         assert (
             proc.process(settings, jobs=1, filter=g, config=cfg).outcomes == ()

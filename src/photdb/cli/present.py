@@ -1,0 +1,75 @@
+"""Rich tables for the terminal: how the CLI shows the library's astropy Tables."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from rich.table import Table as RichTable
+
+from photdb.cli.app import console
+
+__all__ = ["candidates_table", "is_empty", "repeat_table", "show_table"]
+
+
+def repeat_table(counts) -> RichTable:
+    """The notebook's "Repeated Detections / Number of Objects" table."""
+    t = RichTable(title="variable detections per reference source")
+    t.add_column("Repeated Detections", justify="right")
+    t.add_column("Number of Objects", justify="right")
+    for num, count in zip(counts["num"], counts["count"], strict=True):
+        t.add_row(str(num), str(count))
+    return t
+
+
+def _epoch_span(epochs) -> str:
+    """'59301.34-59340.21' for the epochs of a candidate's detections."""
+    values = sorted(float(v) for v in re.findall(r"\d+(?:\.\d*)?", str(epochs)))
+    if not values:
+        return "-"
+    return f"{values[0]:.2f}" if len(values) == 1 else f"{values[0]:.2f}-{values[-1]:.2f}"
+
+
+def candidates_table(cands, matches=None) -> RichTable:
+    """Variable candidates, worst first."""
+    t = RichTable(title="variable candidates (worst first)")
+    for name in ("refid", "filter", "ra", "dec", "ref mag", "#dets", "χ²/ν", "ampl",
+                 "detected (MJD)"):  # fmt: skip
+        t.add_column(name, justify="left" if name in ("filter",) else "right", no_wrap=True)
+    if matches is not None:
+        t.add_column("other filters", min_width=12)
+    for r in cands:
+        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}",
+               f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
+               f"{r['amplitude']:.2f}", _epoch_span(r["epochs"])]  # fmt: skip
+        if matches is not None:
+            sel = matches[matches["refsource_id"] == r["refsource_id"]]
+            row.append(" ".join(f"{m['match_filter']}:{m['match_id']}({m['match_ndet']})"
+                                for m in sel) or "-")  # fmt: skip
+        t.add_row(*row)
+    return t
+
+
+def is_empty(column) -> bool:
+    """True when every value of a (masked) column is missing."""
+    return len(column) > 0 and bool(np.all(np.ma.getmaskarray(column)))
+
+
+def show_table(table, title: str, *, digits: dict[str, int] | None = None) -> None:
+    """Print an astropy Table as a rich table; masked and NaN cells are blank."""
+    digits = digits or {}
+    out = RichTable(title=title, title_justify="left")
+    for name in table.colnames:
+        out.add_column(name, justify="right" if table[name].dtype.kind in "fiub" else "left")
+    for row in table:
+        cells = []
+        for name in table.colnames:
+            value = row[name]
+            if value is np.ma.masked or (isinstance(value, float) and np.isnan(value)):
+                cells.append("")
+            elif name in digits:
+                cells.append(f"{float(value):.{digits[name]}f}")
+            else:
+                cells.append(str(value))
+        out.add_row(*cells)
+    console.print(out)

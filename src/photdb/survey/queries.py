@@ -1,0 +1,211 @@
+"""Reading the pipeline's tables: repeat counts, candidates, light curves, cross matches.
+
+Every function takes a connection (any role) and returns an astropy Table; light
+curves come in the one shape of :mod:`photdb.lightcurve`. SQL only, no science:
+ranking candidates is :func:`photdb.survey.candidates.variable_candidates`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import psycopg
+from astropy.table import Table
+from psycopg import sql
+
+from photdb.lightcurve import lightcurve_table
+
+__all__ = [
+    "candidate_detections",
+    "cross_filter_matches",
+    "forced_points",
+    "lightcurve_by_cone",
+    "lightcurve_by_refsource",
+    "reference_info",
+    "reference_position",
+    "repeat_counts",
+]
+
+
+def _filter_join(filter: str | None) -> tuple[sql.Composable, list[Any]]:
+    if filter is None:
+        return sql.SQL(""), []
+    return (
+        sql.SQL(
+            " JOIN galimages i ON v.galimage_id = i.id"
+            " JOIN galexposures e ON i.galexposure_id = e.id WHERE e.filter = %s"
+        ),
+        [filter],
+    )
+
+
+def repeat_counts(conn: psycopg.Connection, *, filter: str | None = None) -> Table:
+    """The notebook's first query: objects per number of variable detections.
+
+    Returns a Table ``num`` (detections per reference source) and ``count``
+    (reference sources with that many), ``num`` descending.
+    """
+    join, params = _filter_join(filter)
+    stmt = sql.SQL(
+        "SELECT num, COUNT(num) AS count FROM (SELECT COUNT(v.id) AS num FROM galvarobjs v{}"
+        " GROUP BY v.refsource_id) subq GROUP BY num ORDER BY num DESC"
+    ).format(join)
+    rows = conn.execute(stmt, params).fetchall()
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return Table({"num": arr[:, 0], "count": arr[:, 1]})
+
+
+_CANDIDATES = """
+SELECT v.refsource_id, COUNT(v.id) AS ndet, MAX(ABS(v.significance)) AS max_sig,
+       array_agg(e.mjd ORDER BY e.mjd) AS epochs,
+       array_agg(v.dmag ORDER BY e.mjd) AS dmags
+FROM galvarobjs v
+JOIN galimages i ON v.galimage_id = i.id
+JOIN galexposures e ON i.galexposure_id = e.id
+WHERE (%(filter)s::text IS NULL OR e.filter = %(filter)s)
+GROUP BY v.refsource_id
+HAVING COUNT(v.id) >= %(min)s
+"""
+
+
+def candidate_detections(
+    conn: psycopg.Connection, *, filter: str | None = None, min_repeats: int = 2
+) -> list[tuple]:
+    """Per reference source with at least ``min_repeats`` variable detections:
+    ``(refsource_id, ndet, max |significance|, [MJD of each detection], [dmag of each])``."""
+    return conn.execute(_CANDIDATES, {"filter": filter, "min": int(min_repeats)}).fetchall()
+
+
+_REFINFO = """
+SELECT r.id, r.ra, r.dec, r.mag, r.magerr, e.filter
+FROM galsources r JOIN galimages i ON r.galimage_id = i.id
+JOIN galexposures e ON i.galexposure_id = e.id
+WHERE r.id = ANY(%s)
+"""
+
+
+def reference_info(conn: psycopg.Connection, ids: list[int]) -> dict[int, tuple]:
+    """``{id: (ra, dec, mag, magerr, filter)}`` of reference sources."""
+    return {r[0]: r[1:] for r in conn.execute(_REFINFO, [list(ids)]).fetchall()}
+
+
+_FORCED = """
+SELECT s.ref_id, s.mag, s.magerr FROM galsources s
+JOIN galimages i ON s.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id
+WHERE s.ref_id = ANY(%s) ORDER BY s.ref_id, e.mjd
+"""
+
+
+def forced_points(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
+    """Every forced measurement of the reference sources ``ids``: ``(n, 3)`` array of
+    ``ref_id, mag, magerr`` (NaN for NULL), by source then time."""
+    rows = conn.execute(_FORCED, [list(ids)]).fetchall()
+    return np.array(rows, dtype=float).reshape(-1, 3)
+
+
+def cross_filter_matches(
+    conn: psycopg.Connection, candidates: Table, *, radius_arcsec: float = 0.5
+) -> Table:
+    """Reference sources of *other* filters within ``radius_arcsec`` of each candidate.
+
+    Uses ``q3c_join`` (index on ``q3c_ang2ipix(ra, dec)``). Returns
+    ``refsource_id, filter, match_id, match_filter, sep_arcsec, match_ndet``
+    (``match_ndet``: variable detections of the match, 0 if none). Blends that
+    deblended differently in the two filters can match zero or several sources.
+    """
+    names = ["refsource_id", "filter", "match_id", "match_filter", "sep_arcsec", "match_ndet"]
+    empty = Table([np.zeros(0, t) for t in (np.int64, "U16", np.int64, "U16", float, np.int64)],
+                  names=names)  # fmt: skip
+    if len(candidates) == 0:
+        return empty
+    rows = conn.execute(
+        """
+        SELECT a.refsource_id, a.filter, b.id, e.filter,
+               q3c_dist(a.ra, a.dec, b.ra, b.dec) * 3600.0,
+               (SELECT COUNT(*) FROM galvarobjs w WHERE w.refsource_id = b.id)
+        FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::float8[])
+             AS a(refsource_id, filter, ra, dec)
+        JOIN galsources b ON q3c_join(a.ra, a.dec, b.ra, b.dec, %s) AND b.ref_id IS NULL
+        JOIN galimages i ON b.galimage_id = i.id
+        JOIN galexposures e ON i.galexposure_id = e.id
+        WHERE e.filter IS DISTINCT FROM a.filter
+        ORDER BY a.refsource_id, e.filter, 5
+        """,
+        [
+            [int(v) for v in candidates["refsource_id"]],
+            [str(v) for v in candidates["filter"]],
+            [float(v) for v in candidates["ra"]],
+            [float(v) for v in candidates["dec"]],
+            radius_arcsec / 3600.0,
+        ],
+    ).fetchall()
+    return Table(rows=rows, names=names) if rows else empty
+
+
+_LC_FIELDS = ("mjd", "band", "mag", "mag_err", "mag_err_raw", "is_reference", "ref_id",
+              "galsource_id", "galimage_id", "ra", "dec", "filename")  # fmt: skip
+
+_LC_SELECT = """
+SELECT e.mjd, e.filter, s.mag, s.magerr, s.magerr_raw, e.is_reference, s.ref_id,
+       s.id, s.galimage_id, s.ra, s.dec, o.filename
+FROM galsources s
+JOIN galimages i ON s.galimage_id = i.id
+JOIN galexposures e ON i.galexposure_id = e.id
+JOIN observations o ON o.id = i.id
+"""
+
+
+def _lc_table(rows: list[tuple]) -> Table:
+    cols: dict[str, list] = {name: [r[k] for r in rows] for k, name in enumerate(_LC_FIELDS)}
+    cols["source"] = ["pipeline"] * len(rows)
+    return lightcurve_table(cols)
+
+
+def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int) -> Table:
+    """Light curve of one reference source: its reference row and every forced measurement.
+
+    A :func:`photdb.lightcurve.lightcurve_table`, ordered by ``mjd``; the reference
+    catalogue row has ``ref_id`` masked.
+    """
+    rows = conn.execute(
+        sql.SQL("{} WHERE s.id = %(id)s UNION ALL {} WHERE s.ref_id = %(id)s ORDER BY 1").format(
+            sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)
+        ),
+        {"id": int(refsource_id)},
+    ).fetchall()
+    return _lc_table(rows)
+
+
+def lightcurve_by_cone(
+    conn: psycopg.Connection,
+    ra: float,
+    dec: float,
+    radius_arcsec: float = 0.5,
+    *,
+    filter: str | None = None,
+) -> Table:
+    """Every galsources row within ``radius_arcsec`` of (ra, dec) deg, all filters.
+
+    The notebook's cone query, with ``q3c_join`` (plans in well under a
+    millisecond). A :func:`photdb.lightcurve.lightcurve_table` ordered by band
+    then mjd. Neighbours closer than the radius are included: in a crowded field
+    prefer :func:`lightcurve_by_refsource`.
+    """
+    stmt = _LC_SELECT + " WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, %(r)s)"
+    if filter is not None:
+        stmt += " AND e.filter = %(filter)s"
+    stmt += " ORDER BY e.filter, e.mjd"
+    rows = conn.execute(
+        stmt,
+        {"ra": float(ra), "dec": float(dec), "r": radius_arcsec / 3600.0, "filter": filter},
+    ).fetchall()
+    return _lc_table(rows)
+
+
+def reference_position(conn: psycopg.Connection, refsource_id: int) -> tuple[float, float]:
+    """(ra, dec) of a galsources row, deg (the notebook's Q4)."""
+    row = conn.execute("SELECT ra, dec FROM galsources WHERE id = %s", [refsource_id]).fetchone()
+    if row is None:
+        raise KeyError(refsource_id)
+    return float(row[0]), float(row[1])
