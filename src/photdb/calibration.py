@@ -7,7 +7,9 @@ search uncertainties get a 0.01 mag floor and are then expanded by the factor
 that brings χ²/ν of the search-vs-reference comparison to 1.
 
 Sign convention throughout: ``dmag = mag_ref - mag_search`` and the correction
-is *added* to the search magnitudes. No I/O happens here.
+is *added* to the search magnitudes. No I/O happens here. (About 430 lines, a
+third of them the documented settings of :class:`CalibrationConfig`; the error
+model it applies is in :mod:`photdb.uncertainty`.)
 """
 
 from __future__ import annotations

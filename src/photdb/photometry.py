@@ -22,6 +22,9 @@ Conventions at this boundary
   true Moffat beta=3 wings it is unbiased (measured 1.000 +- 0.003); real wings that
   differ from beta=3 beyond ~4 pix leave a constant aperture correction (-2.5 % for
   true beta=2.5), which the zero point / reference calibration absorbs.
+
+The module is the whole boundary with crowdsource (~470 lines): the conventions
+above hold for every function in it, so it is kept in one file.
 """
 
 from __future__ import annotations

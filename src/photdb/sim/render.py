@@ -1,5 +1,8 @@
 """Pixel rendering: PSF, stars, noise, saturation with bleed trails, cosmic rays.
 
+Every effect the simulator puts on a chip, in the order a CCD would see them, is in
+this one file (~470 lines) so that the order is read in one place.
+
 Pixel convention (used throughout :mod:`photdb.sim`): numpy order ``image[row, column]``,
 ``x`` is the column and ``y`` the row, and the *centre* of the first pixel is ``(0, 0)``;
 pixel ``(i, j)`` covers ``x`` in ``[j - 0.5, j + 0.5)``. FITS/WCS 1-based pixel coordinates are

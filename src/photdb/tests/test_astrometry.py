@@ -1,16 +1,11 @@
-"""Tests of photdb.astrometry on synthetic catalogues with known truth."""
+"""Tests of photdb.astrometry and photdb.matching on synthetic catalogues with known truth."""
 
 import numpy as np
 import pytest
 from astropy.wcs import WCS, Sip
 
-from photdb.astrometry import (
-    AstrometryConfig,
-    find_offset,
-    match_catalogs,
-    match_sky,
-    refine_wcs,
-)
+from photdb.astrometry import AstrometryConfig, refine_wcs
+from photdb.matching import find_offset, match_catalogs, match_sky
 
 NX, NY = 2048, 4096
 SCALE = 0.263 / 3600.0
