@@ -25,6 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "background",
         "photometry",
         "astrometry",
+        "matching",
         "stack",
         "pedestal",
         "calibration",
