@@ -319,6 +319,7 @@ def image_from_header(
     *,
     gain: float | None = None,
     readnoise: float | None = None,
+    wcs_header: fits.Header | None = None,
     where: str = "image",
 ) -> Image:
     """An :class:`Image` from pixel data and its header (no mask bits, no variance yet).
@@ -336,6 +337,9 @@ def image_from_header(
         With a celestial WCS.
     gain, readnoise : float, optional
         Override / supply values missing from the header (e-/ADU, e-).
+    wcs_header : astropy.io.fits.Header, optional
+        The header to read the WCS from, when not ``header`` (e.g. an extension's own
+        header, before cards inherited from the primary were added to ``header``).
     where : str
         How to name the image in error messages (e.g. ``"file.fits [HDU 1]"``).
 
@@ -347,7 +351,7 @@ def image_from_header(
     if data is None or np.ndim(data) != 2:
         raise ValueError(f"{where}: no 2-D image data")
     try:
-        wcs = WCS(header)
+        wcs = WCS(header if wcs_header is None else wcs_header)
         ok = wcs.has_celestial and wcs.celestial.pixel_n_dim == 2
     except Exception as exc:  # astropy raises several types on broken WCS
         raise ValueError(f"{where}: cannot parse WCS: {exc}") from exc

@@ -69,6 +69,7 @@ def read_chip(
     with fits.open(path) as hdul:
         h = hdul[hdu]
         header = h.header.copy()
+        own = h.header.copy()  # the WCS comes from the extension's own cards
         data = None if h.data is None else np.array(h.data, dtype=np.float32)
         if inherit and hdul.index_of(hdu) != 0:
             for card in hdul[0].header.cards:
@@ -81,7 +82,7 @@ def read_chip(
         gain = config.selection.gain_fallback
         if gain is None:
             gain = estimate_effective_gain(data, config=config.sky)
-    return image_from_header(data, header, gain=gain, where=where)
+    return image_from_header(data, header, gain=gain, wcs_header=own, where=where)
 
 
 def _stack_image(path: Path, hdu: int | str, data, header: fits.Header, where: str) -> Image:
