@@ -217,6 +217,8 @@ class OutFormat(StrEnum):
     csv = "csv"
     ecsv = "ecsv"
     votable = "votable"
+    aavso = "aavso"
+    parquet = "parquet"
 
 
 class TimeColumn(StrEnum):
@@ -225,13 +227,10 @@ class TimeColumn(StrEnum):
     iso = "iso"
 
 
-_SUFFIX = {
-    ".csv": "csv",
-    ".ecsv": "ecsv",
-    ".xml": "votable",
-    ".vot": "votable",
-    ".votable": "votable",
-}
+_RADIUS_HELP = (
+    "Cone radius with a unit (2arcsec, 0.5', 1deg, 30\"); a bare number is in arcsec "
+    "(the same everywhere in photdb)."
+)
 
 
 @app.command("lightcurve", context_settings=_NEGATIVE_OK)
@@ -243,18 +242,20 @@ def lightcurve(
         None, "--ra", help="RA of a position (deg, or hours as 17:20:39)."
     ),
     dec: str | None = typer.Option(None, "--dec", help="Dec of a position (deg or +76:42:40)."),
+    refsource: int | None = typer.Option(
+        None,
+        "--refsource",
+        help="A pipeline reference source (the refid of photdb variables): its light curve "
+        "in every filter.",
+    ),
     radius: str = typer.Option(
-        "1arcsec",
-        "--radius",
-        help="Cone radius around the position or "
-        'the object (for pipeline points): 1arcsec, 2", 0.5arcmin; '
-        "a bare number is in deg.",
+        "1arcsec", "--radius", help=_RADIUS_HELP + " Around the position or the object."
     ),
     fmt: OutFormat | None = typer.Option(
         None,
         "--format",
-        "-f",
-        help="Output format; default from the --output suffix, else a table on screen.",
+        help="Output format; default from the --output suffix (.csv .ecsv .xml .txt "
+        ".parquet), else a table on screen. aavso: the AAVSO Extended File Format.",
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to this file instead of the screen."
@@ -264,40 +265,74 @@ def lightcurve(
         "--time",
         help="Keep only this time column (default: jd, mjd and iso; jd and iso on screen).",
     ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw the plot (the web page's) to this PNG, SVG or PDF."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the points as JSON."),
 ) -> None:
-    """Light curve of an object or position, from the archive and the pipeline."""
-    from photdb.api import get_lightcurve
-    from photdb.archive.query import parse_coord, parse_radius, write_table
+    """Light curve of an object, a position or a pipeline reference source.
 
-    if (name_or_id is None) == (ra is None or dec is None):
-        raise InputError("give an object name/id, or --ra and --dec (not both)")
-    coord = parse_coord(ra, dec) if name_or_id is None else None
-    kind = fmt.value if fmt else (_SUFFIX.get(output.suffix.lower()) if output else "table")
+    Examples: photdb lightcurve "SS Cyg" -o ss_cyg.ecsv ·
+    photdb lightcurve --refsource 1910 --plot top.png ·
+    photdb lightcurve --ra 271.4861 --dec -28.9102 --radius 0.5arcsec --format aavso
+    """
+    from photdb.api import get_lightcurve
+    from photdb.archive.query import parse_coord, parse_radius
+    from photdb.cli.present import print_json
+    from photdb.export import export_lightcurve, format_from_suffix
+    from photdb.plot import plot_lightcurve
+
+    given = sum((name_or_id is not None, ra is not None or dec is not None, refsource is not None))
+    if given != 1 or (ra is None) != (dec is None):
+        raise InputError("give an object name/id, or --ra and --dec, or --refsource (one of them)")
+    coord = parse_coord(ra, dec) if ra is not None else None
+    kind = fmt.value if fmt else (format_from_suffix(output.name) if output else "table")
     if kind is None:
-        raise InputError(f"{output}: unknown suffix; give --format csv, ecsv or votable")
+        raise InputError(f"{output}: unknown suffix; give --format csv, ecsv, votable, "
+                         "aavso or parquet")  # fmt: skip
+    if as_json and (fmt is not None or output is not None):
+        raise InputError("--json prints to the screen; leave out --format and --output")
     with _connect() as conn:
-        table = get_lightcurve(conn, object=name_or_id, coord=coord, radius=parse_radius(radius))
+        table = get_lightcurve(conn, object=name_or_id, coord=coord, refsource=refsource,
+                               radius=parse_radius(radius))  # fmt: skip
+    if plot is not None:
+        plot_lightcurve(table, plot)
+        err_console.print(f"plot written to {plot}", highlight=False)
+    if time is not None:
+        table.remove_columns([c for c in ("jd", "mjd", "iso") if c != time.value])
+    if as_json:
+        print_json(table[[c for c in table.colnames if c != "time"]], meta=table.meta)
+        return
     if kind == "table":
         if output is not None:
-            raise InputError("--format table writes to the screen; use csv, ecsv or votable")
-        keep = (time.value,) if time else ("jd", "iso")
-        table.remove_columns([c for c in ("jd", "mjd", "iso") if c not in keep])
+            raise InputError("--format table writes to the screen; use csv, ecsv, votable, "
+                             "aavso or parquet")  # fmt: skip
+        if time is None:
+            table.remove_column("mjd")
+        table.remove_column("time")
         table.remove_columns([c for c in table.colnames if is_empty(table[c])])
         if len(set(table.meta["objects"])) == 1 and "object_id" in table.colnames:
             table.remove_column("object_id")
+        from photdb.lightcurve import lightcurve_title
+
         show_table(
             table,
-            f"{len(table)} points ({name_or_id or f'{ra} {dec}'}), UTC",
-            digits={"jd": 6, "mjd": 6, "mag": 4, "mag_err": 4, "mag_diff": 4, "mag_diff_err": 4},
-        )
+            f"{len(table)} points ({lightcurve_title(table)}), UTC",
+            digits={"jd": 6, "mjd": 6, "mag": 4, "mag_err": 4, "mag_diff": 4, "mag_diff_err": 4,
+                    "mag_err_raw": 4, "zero_point": 3, "error_factor": 2, "ra": 6, "dec": 6},
+        )  # fmt: skip
         return
-    if time is not None:
-        table.remove_columns([c for c in ("jd", "mjd", "iso") if c != time.value])
-    text = write_table(table, kind, output)
-    if text is not None:
-        sys.stdout.write(text)
-    else:
-        err_console.print(f"{len(table)} points written to {output}", highlight=False)
+    data = export_lightcurve(table, kind)
+    if output is None:
+        if kind == "parquet":
+            raise InputError("parquet is binary: give --output FILE")
+        sys.stdout.write(data.decode())
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    err_console.print(f"{len(table)} points written to {output}", highlight=False)
 
 
 @app.command("cone", context_settings=_NEGATIVE_OK)
@@ -306,19 +341,35 @@ def cone(
     dec: str = typer.Argument(..., help="Dec: degrees (43.5862, +43:35:10, 43d35m10s)."),
     radius: str = typer.Argument(
         ...,
-        help="Radius with units: 30arcsec, 6arcmin, 0.1deg, 30\", 6'; a bare number is in degrees.",
+        help="Radius with a unit: 30arcsec, 6arcmin, 0.1deg, 30\", 6'; a bare number is in arcsec.",
     ),
+    sources: bool = typer.Option(
+        False, "--sources", help="Search the pipeline's measurements (galsources), not objects."
+    ),
+    limit: int = typer.Option(1000, "--limit", "-n", min=1, help="At most this many rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
-    """Objects within RADIUS of RA DEC, nearest first."""
-    from photdb.archive.query import cone_objects, parse_coord, parse_radius
+    """Objects (or pipeline measurements) within RADIUS of RA DEC, nearest first.
+
+    Examples: photdb cone 325.679 43.5862 6arcmin · photdb cone 21:42:43 +43:35:10 30 --json
+    """
+    from photdb.api import cone as cone_search
+    from photdb.archive.query import parse_coord, parse_radius
+    from photdb.cli.present import print_json
 
     coord, r = parse_coord(ra, dec), parse_radius(radius)
     with _connect() as conn:
-        table = cone_objects(conn, coord, r)
+        table = cone_search(coord, r, table="galsources" if sources else "objects",
+                            limit=limit, conn=conn)  # fmt: skip
+    table.remove_column("coord")
+    if as_json:
+        print_json(table, meta=table.meta)
+        return
+    what = "measurements" if sources else "objects"
     show_table(
         table,
-        f"{len(table)} objects within {r:.4g} of {coord.to_string('hmsdms')}",
-        digits={"ra": 6, "dec": 6, "dist_arcsec": 2},
+        f"{len(table)} {what} within {r:.4g} of {coord.to_string('hmsdms')}",
+        digits={"ra": 6, "dec": 6, "dist_arcsec": 2, "mag": 3, "magerr": 3, "mjd": 5},
     )
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import sys
 
 import numpy as np
 from rich.table import Table as RichTable
 
 from photdb.cli.app import console
 
-__all__ = ["candidates_table", "is_empty", "repeat_table", "show_table"]
+__all__ = ["candidates_table", "is_empty", "print_json", "repeat_table", "show_table"]
 
 
 def repeat_table(counts) -> RichTable:
@@ -73,3 +76,29 @@ def show_table(table, title: str, *, digits: dict[str, int] | None = None) -> No
                 cells.append(str(value))
         out.add_row(*cells)
     console.print(out)
+
+
+def _jsonable(value):
+    if value is None or value is np.ma.masked:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def print_json(table, *, meta=None) -> None:
+    """Print ``{"meta": ..., "columns": {name: unit}, "rows": [{...}, ...]}`` on stdout;
+    masked, NaN and infinite values are null."""
+    rows = [{n: _jsonable(row[n]) for n in table.colnames} for row in table]
+    units = {n: (str(table[n].unit) if getattr(table[n], "unit", None) is not None else None)
+             for n in table.colnames}  # fmt: skip
+    doc = {"meta": _jsonable(dict(meta or {})), "columns": units, "rows": rows}
+    sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")

@@ -14,7 +14,7 @@ import psycopg
 from astropy.table import Table
 from psycopg import sql
 
-from photdb.lightcurve import lightcurve_table
+from photdb.lightcurve import lightcurve_table, stack_lightcurves
 
 __all__ = [
     "candidate_detections",
@@ -22,9 +22,11 @@ __all__ = [
     "forced_points",
     "lightcurve_by_cone",
     "lightcurve_by_refsource",
+    "lightcurve_of_star",
     "reference_info",
     "reference_position",
     "repeat_counts",
+    "sources_in_cone",
 ]
 
 
@@ -144,11 +146,12 @@ def cross_filter_matches(
 
 
 _LC_FIELDS = ("mjd", "band", "mag", "mag_err", "mag_err_raw", "is_reference", "ref_id",
-              "galsource_id", "galimage_id", "ra", "dec", "filename")  # fmt: skip
+              "galsource_id", "galimage_id", "ra", "dec", "filename", "reference_image",
+              "zero_point", "error_factor", "flags")  # fmt: skip
 
 _LC_SELECT = """
 SELECT e.mjd, e.filter, s.mag, s.magerr, s.magerr_raw, e.is_reference, s.ref_id,
-       s.id, s.galimage_id, s.ra, s.dec, o.filename
+       s.id, s.galimage_id, s.ra, s.dec, o.filename, i.reference, i.zp, i.error_factor, s.flags
 FROM galsources s
 JOIN galimages i ON s.galimage_id = i.id
 JOIN galexposures e ON i.galexposure_id = e.id
@@ -209,3 +212,76 @@ def reference_position(conn: psycopg.Connection, refsource_id: int) -> tuple[flo
     if row is None:
         raise KeyError(refsource_id)
     return float(row[0]), float(row[1])
+
+
+_CONE_SOURCES = """
+SELECT s.id, s.ra, s.dec, s.mag, s.magerr, e.filter, e.mjd, e.is_reference, s.ref_id,
+       s.galimage_id, s.flags, q3c_dist(%(ra)s, %(dec)s, s.ra, s.dec) * 3600.0 AS dist
+FROM galsources s
+JOIN galimages i ON s.galimage_id = i.id
+JOIN galexposures e ON i.galexposure_id = e.id
+WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, %(r)s)
+ORDER BY dist, s.id
+LIMIT %(limit)s
+"""
+SOURCE_COLUMNS = ("id", "ra", "dec", "mag", "magerr", "filter", "mjd", "is_reference", "ref_id",
+                  "galimage_id", "flags", "dist_arcsec")  # fmt: skip
+
+
+def sources_in_cone(
+    conn: psycopg.Connection, ra: float, dec: float, radius_arcsec: float, *, limit: int = 10_000
+) -> Table:
+    """Pipeline measurements (``galsources``) within ``radius_arcsec`` of (ra, dec) deg,
+    nearest first, at most ``limit``: :data:`SOURCE_COLUMNS` (NaN/-1 for NULL)."""
+    rows = conn.execute(
+        _CONE_SOURCES,
+        {"ra": float(ra), "dec": float(dec), "r": radius_arcsec / 3600.0, "limit": int(limit)},
+    ).fetchall()
+    types = (np.int64, float, float, float, float, str, float, bool, np.int64, np.int64,
+             np.int64, float)  # fmt: skip
+    nulls = {np.int64: -1, float: np.nan, str: "", bool: False}
+    cols = {}
+    for k, (name, typ) in enumerate(zip(SOURCE_COLUMNS, types, strict=True)):
+        cols[name] = np.array([nulls[typ] if r[k] is None else r[k] for r in rows],
+                              dtype=typ if typ is not str else "U16")  # fmt: skip
+    t = Table(cols)
+    for name, unit in (("ra", "deg"), ("dec", "deg"), ("mag", "mag"), ("magerr", "mag"),
+                       ("mjd", "d"), ("dist_arcsec", "arcsec")):  # fmt: skip
+        t[name].unit = unit
+    return t
+
+
+def lightcurve_of_star(
+    conn: psycopg.Connection, refsource_id: int, *, cross_radius_arcsec: float = 0.5
+) -> Table:
+    """A reference source's light curve in every filter: its own forced measurements and
+    those of the nearest reference source of each other filter within
+    ``cross_radius_arcsec``.
+
+    A :func:`photdb.lightcurve.lightcurve_table` by time; ``meta`` has ``ra``, ``dec``
+    (deg, of the reference source) and ``refsource_ids`` (the one asked for first).
+
+    Raises
+    ------
+    KeyError
+        No such galsources row, or it is a forced measurement (``ref_id`` set).
+    """
+    row = conn.execute(
+        "SELECT s.ra, s.dec, s.ref_id, e.filter FROM galsources s"
+        " JOIN galimages i ON i.id = s.galimage_id JOIN galexposures e ON e.id = i.galexposure_id"
+        " WHERE s.id = %s",
+        [int(refsource_id)],
+    ).fetchone()
+    if row is None or row[2] is not None:
+        raise KeyError(refsource_id)
+    ra, dec, _, band = row
+    me = Table({"refsource_id": [int(refsource_id)], "filter": [band or ""], "ra": [ra],
+                "dec": [dec]})  # fmt: skip
+    ids, seen = [int(refsource_id)], {band}
+    for m in cross_filter_matches(conn, me, radius_arcsec=cross_radius_arcsec):
+        if str(m["match_filter"]) not in seen:  # ordered by filter, then distance
+            seen.add(str(m["match_filter"]))
+            ids.append(int(m["match_id"]))
+    table = stack_lightcurves([lightcurve_by_refsource(conn, i) for i in ids])
+    table.meta.update(ra=float(ra), dec=float(dec), refsource_ids=ids)
+    return table
