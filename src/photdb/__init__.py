@@ -9,7 +9,7 @@ The functions below return astropy objects and connect themselves (read-only,
 from the environment, ``.env`` or the embedded cluster) unless given ``conn=``.
 They are imported on first use, so ``import photdb`` stays light:
 
-* :func:`lightcurve` -- a light curve (Table with a ``time`` Time column, UTC;
+* :func:`fetch_lightcurve` -- a light curve (Table with a ``time`` Time column, UTC;
   object name, position and units in its meta) of an object, a position or a
   pipeline reference source;
 * :func:`cone` -- objects or pipeline measurements around a position (``coord``
@@ -20,7 +20,7 @@ They are imported on first use, so ``import photdb`` stays light:
 * :func:`plot_lightcurve` -- the light-curve plot (PNG, SVG, PDF).
 
 >>> import photdb
->>> lc = photdb.lightcurve("SS Cyg")                          # doctest: +SKIP
+>>> lc = photdb.fetch_lightcurve("SS Cyg")                          # doctest: +SKIP
 >>> photdb.plot_lightcurve(lc, "ss_cyg.png")                  # doctest: +SKIP
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "lightcurve": "photdb.api",
+    "fetch_lightcurve": "photdb.api",
     "cone": "photdb.api",
     "variable_candidates": "photdb.api",
     "repeat_counts": "photdb.api",

@@ -4,7 +4,7 @@ What ``import photdb`` exposes, and what the CLI and the web service call. Each
 function takes an open connection (``conn=``) or connects itself as the read-only
 role from the settings (environment, ``.env`` or the embedded cluster).
 
-* :func:`lightcurve` -- a light curve of an object (any catalogue name or id), a
+* :func:`fetch_lightcurve` -- a light curve of an object (any catalogue name or id), a
   position or a pipeline reference source, from the archive's points and the
   pipeline's measurements, in the one shape of :mod:`photdb.lightcurve` with a
   ``time`` column (astropy Time, UTC) and the object's names and position in its meta;
@@ -18,7 +18,7 @@ role from the settings (environment, ``.env`` or the embedded cluster).
 Examples
 --------
 >>> import photdb                                                   # doctest: +SKIP
->>> lc = photdb.lightcurve("SS Cyg")                                # doctest: +SKIP
+>>> lc = photdb.fetch_lightcurve("SS Cyg")                                # doctest: +SKIP
 >>> lc["time"].scale, lc.meta["object_name"], lc["mag"].unit        # doctest: +SKIP
 ('utc', 'SS Cyg', Unit("mag"))
 >>> near = photdb.cone("21h42m43s +43d35m10s", "6arcmin")           # doctest: +SKIP
@@ -58,7 +58,7 @@ __all__ = [
     "connection",
     "get_lightcurve",
     "images",
-    "lightcurve",
+    "fetch_lightcurve",
     "load_differential_photometry",
     "repeat_counts",
     "variable_candidates",
@@ -231,7 +231,7 @@ def _refsource_lightcurve(conn: psycopg.Connection, refsource: int, meta: dict) 
     return table
 
 
-def lightcurve(
+def fetch_lightcurve(
     object: str | int | None = None,
     *,
     position: SkyCoord | str | tuple | None = None,

@@ -31,7 +31,7 @@ from photdb.export import EXPORT_FORMATS, export_lightcurve
 from photdb.lightcurve import band_colour, band_label, magnitude_system
 from photdb.plot import plot_series
 from photdb.survey import browse
-from photdb.web.service import ReadOnlyPool, ServiceError, WebConfig, db_error
+from photdb.web.service import ReadOnlyPool, ServiceError, WebConfig, db_error, log
 from photdb.web.stamps import StampError, cutout, stamp_png
 
 __all__ = ["page_routes"]
@@ -42,6 +42,7 @@ _ENV.globals.update(version=__version__, band_label=band_label, band_colour=band
                     magnitude_system=magnitude_system)  # fmt: skip
 _ENV.filters["fmt"] = lambda v, spec="{:.4f}": "" if _missing(v) else spec.format(v)
 _INT = re.compile(r"^\s*\d{1,18}\s*$")
+_BAND = re.compile(r"^[A-Za-z0-9_.+-]{1,16}$")
 _NAME = re.compile(r"^[\w\s.+*%:'\-()/\[\]]{1,64}$", re.UNICODE)
 
 
@@ -93,6 +94,13 @@ def _float_param(request: Request, name: str) -> float | None:
     return value
 
 
+def _band(request: Request, name: str = "filter") -> str | None:
+    text = _param(request, name, maxlen=16)
+    if text is not None and not _BAND.match(text):
+        raise ServiceError(f"parameter {name}={text!r} is not a band name")
+    return text
+
+
 def _radius(request: Request, config: WebConfig, default: str) -> u.Quantity:
     text = _param(request, "radius", maxlen=32) or default
     try:
@@ -110,10 +118,22 @@ def _position(request: Request):
         return None
     if ra is None or dec is None:
         raise ServiceError("give both ra and dec")
+    for name, text in (("ra", ra), ("dec", dec)):
+        try:
+            value = float(text)
+        except ValueError:
+            continue  # sexagesimal: parse_coord judges it
+        if not math.isfinite(value):
+            raise ServiceError(f"parameter {name} must be a finite number")
+        if name == "dec" and not -90 <= value <= 90:
+            raise ServiceError("dec must be between -90 and 90 degrees")
     try:
-        return parse_coord(ra, dec)
-    except QueryError as exc:
-        raise ServiceError(str(exc).split(": ")[0] + ": not a position") from None
+        coord = parse_coord(ra, dec)
+    except QueryError:
+        raise ServiceError(f"cannot read the position ra={ra!r}, dec={dec!r}") from None
+    if not (np.isfinite(coord.ra.deg) and np.isfinite(coord.dec.deg)):
+        raise ServiceError(f"cannot read the position ra={ra!r}, dec={dec!r}")
+    return coord
 
 
 def _target(request: Request, config: WebConfig) -> dict:
@@ -256,7 +276,7 @@ class Pages:
             "content-disposition": f'attachment; filename="{stem}{suffix}"'})  # fmt: skip
 
     async def candidates(self, request: Request) -> Response:
-        band = _param(request, "filter", maxlen=16)
+        band = _band(request)
         min_rep = _int_param(request, "min_repeats", 2, 1, 10_000)
         mag_min, mag_max = _float_param(request, "mag_min"), _float_param(request, "mag_max")
         coord = _position(request)
@@ -324,7 +344,7 @@ class Pages:
         status = _param(request, "status", maxlen=12)
         if status is not None and status not in ("new", "done", "failed"):
             raise ServiceError("status must be new, done or failed")
-        band = _param(request, "filter", maxlen=16)
+        band = _band(request)
         limit = self.config.image_rows
         table = await self.run(browse.images, status=status, filter=band, limit=limit + 1)
         rows = _rows(table[:limit])
@@ -334,7 +354,7 @@ class Pages:
             summary[key] = summary.get(key, 0) + 1
         return _html("images.html", title="exposures and images", rows=rows,
                      truncated=len(table) > limit, limit=limit, summary=summary,
-                     status=status or "", band=band or "")  # fmt: skip
+                     status_filter=status or "", band=band or "")  # fmt: skip
 
 
 def page_routes(pool: ReadOnlyPool, config: WebConfig) -> list[Route]:
@@ -346,10 +366,15 @@ def page_routes(pool: ReadOnlyPool, config: WebConfig) -> list[Route]:
             try:
                 return await handler(request)
             except ServiceError as exc:
-                if plain:
-                    return Response(exc.message + "\n", status_code=exc.status,
-                                    media_type="text/plain; charset=utf-8")  # fmt: skip
-                return error_page(exc)
+                err = exc
+            except Exception as exc:  # noqa: BLE001 - one line in the log, none to the client
+                log.error("page %s failed: %s: %s", request.url.path, type(exc).__name__,
+                          str(exc).splitlines()[0][:200] if str(exc) else "")  # fmt: skip
+                err = ServiceError("internal error", 500)
+            if plain:
+                return Response(err.message + "\n", status_code=err.status,
+                                media_type="text/plain; charset=utf-8")  # fmt: skip
+            return error_page(err)
 
         return endpoint
 

@@ -80,7 +80,8 @@
         const y = s.mag[i], e = s.err[i], X = sx(x), Y = sy(y);
         if (e) el("line", { x1: X, x2: X, y1: sy(y - e), y2: sy(y + e), stroke: s.colour, "stroke-width": 1 }, g);
         const attrs = { fill: s.reference[i] ? "none" : s.colour, stroke: s.colour, "stroke-width": 1.5,
-          class: "pt" + (s.reference[i] ? " ref" : ""), "data-band": s.band, "data-i": i };
+          class: "pt" + (s.reference[i] ? " ref" : ""), "data-band": s.band, "data-i": i,
+          "pointer-events": "all" };
         const p = s.reference[i]
           ? el("rect", Object.assign({ x: X - 5, y: Y - 5, width: 10, height: 10 }, attrs), g)
           : el("circle", Object.assign({ cx: X, cy: Y, r: 4 }, attrs), g);
@@ -140,8 +141,11 @@
     drag = null;
     if (Math.abs(x - d[0]) > 5 && Math.abs(y - d[1]) > 5) {
       view = { x: [ix(Math.min(x, d[0])), ix(Math.max(x, d[0]))], y: [iy(Math.min(y, d[1])), iy(Math.max(y, d[1]))] };
+      draw();
+    } else if (box) {
+      box.remove();  // a click, not a drag: leave the plot as it is (a double-click resets)
     }
-    draw();
+    box = null;
   });
   svg.addEventListener("dblclick", reset);
   svg.addEventListener("wheel", ev => {
