@@ -21,7 +21,7 @@ served, whether the ingest and the process finished, and the lock waits seen in
 Examples
 --------
     nice -n 5 .venv/bin/python benchmarks/web_load.py
-    nice -n 5 .venv/bin/python benchmarks/web_load.py --rows 2e6 --json benchmarks/results/web_load.json
+    nice -n 5 .venv/bin/python benchmarks/web_load.py --json benchmarks/results/web_load_1e6.json
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def prepare(home: Path, rows: float) -> tuple[list[int], tuple[float, float, flo
             "SELECT avg(ra), avg(dec), count(*) FROM galsources").fetchone()  # fmt: skip
         images = [r[0] for r in conn.execute("SELECT id FROM galimages WHERE status = 'done'")]
         cands = [r[0] for r in conn.execute(
-            "SELECT refsource_id FROM galvarobjs GROUP BY 1 ORDER BY count(*) DESC LIMIT 50")]  # fmt: skip
+            "SELECT refsource_id FROM galvarobjs GROUP BY 1 ORDER BY count(*) DESC LIMIT 50"
+        )]  # fmt: skip
         if not cands:
             cands = [r[0] for r in conn.execute(
                 "SELECT id FROM galsources WHERE ref_id IS NULL LIMIT 50")]  # fmt: skip
@@ -132,7 +133,8 @@ async def clients(base: str, n: int, seconds: float, cands, field, stop_when) ->
                     return
                 i += 1
                 if i % 2:
-                    kind, url = "lightcurve page", f"{base}/lightcurve?refsource={rnd.choice(cands)}"
+                    kind = "lightcurve page"
+                    url = f"{base}/lightcurve?refsource={rnd.choice(cands)}"
                 else:
                     ra = field[0] + rnd.uniform(-0.4, 0.4) * field[2]
                     dec = field[1] + rnd.uniform(-0.4, 0.4) * field[2]

@@ -305,8 +305,13 @@ def cone(
             out = cone_objects(c, coord, r)[: int(limit)]
         else:
             c0 = coord.icrs
-            out = queries.sources_in_cone(c, float(c0.ra.deg), float(c0.dec.deg),
-                                          float(r.to_value(u.arcsec)), limit=int(limit))  # fmt: skip
+            out = queries.sources_in_cone(
+                c,
+                float(c0.ra.deg),
+                float(c0.dec.deg),
+                float(r.to_value(u.arcsec)),
+                limit=int(limit),
+            )
     out.add_column(SkyCoord(np.asarray(out["ra"], float), np.asarray(out["dec"], float),
                             unit="deg", frame="icrs"), name="coord", index=0)  # fmt: skip
     out.meta.update(ra=float(coord.icrs.ra.deg), dec=float(coord.icrs.dec.deg),

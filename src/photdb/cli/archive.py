@@ -62,7 +62,10 @@ def ingest(
         "shipped FILTER and IMAGETYP maps.",
     ),
 ) -> None:
-    """Ingest FITS headers into the archive: one observation per image HDU."""
+    """Ingest FITS headers into the archive: one observation per image HDU.
+
+    Example: photdb ingest /data/2021-10-22/ --dry-run
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from photdb.archive.headers import load_maps
@@ -146,7 +149,10 @@ def objects_load(
         1.0, "--match-radius", help="Positions closer than this (arcsec) are the same object."
     ),
 ) -> None:
-    """Load objects (position and Gaia/SIMBAD/VSX/UCAC4/APASS names) into ``objects``."""
+    """Load objects (position and Gaia/SIMBAD/VSX/UCAC4/APASS names) into ``objects``.
+
+    Example: photdb objects load field_stars.ecsv --match-radius 1
+    """
     from photdb.archive.catalogues import load_objects, read_object_table
 
     try:
@@ -186,7 +192,10 @@ def lightcurves_load(
         help="How to read the time column (bjd = BJD_TDB, hjd = HJD_UTC); default: from its name.",
     ),
 ) -> None:
-    """Load light-curve points into ``lightcurves`` and ``metadata_lc_json`` (all or nothing)."""
+    """Load light-curve points into ``lightcurves`` and ``metadata_lc_json`` (all or nothing).
+
+    Example: photdb lightcurves load eyuma.ecsv --datasource UPJS --band R
+    """
     from photdb.archive.lightcurves import load_lightcurves, read_lightcurve_table
 
     try:
@@ -394,7 +403,10 @@ def delete(
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; delete."),
 ) -> None:
-    """Show what deleting an observation, object, data source or night removes, then do it."""
+    """Show what deleting an observation, object, data source or night removes, then do it.
+
+    Example: photdb delete night 2021-10-22
+    """
     from photdb.archive.delete import execute_delete, plan_delete
 
     with _connect("writer") as conn:

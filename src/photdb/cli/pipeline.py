@@ -35,7 +35,10 @@ def reference(
     ),
     config: Path | None = typer.Option(None, "--config", help="Pipeline settings (TOML)."),
 ) -> None:
-    """Mark exposures as the references of their filters (replacing earlier references)."""
+    """Mark exposures as the references of their filters (replacing earlier references).
+
+    Example: photdb reference c4d_210322_*_r_v1.fits.fz --stack
+    """
     from photdb.db import connect
     from photdb.pipeline import load_config
     from photdb.survey.references import mark_references
@@ -73,7 +76,10 @@ def process_cmd(
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed images too."),
 ) -> None:
-    """Process references, then every search image not yet processed (resumable)."""
+    """Process references, then every search image not yet processed (resumable).
+
+    Example: photdb process -j 2 --astrometric-catalog gaia.ecsv
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from photdb.pipeline import load_config

@@ -155,7 +155,9 @@ def test_search_and_images_pages(web, browser):
     box.send_keys("SS Cyg")
     box.submit()
     WebDriverWait(browser, 20).until(lambda d: "/lightcurve" in d.current_url)
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#plot[data-rendered]"))
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#plot[data-rendered]")
+    )
     assert browser.find_element(By.ID, "plot").get_attribute("data-rendered") == "3"
     browser.get(web.base + "/images")
     assert "done:" in browser.find_element(By.TAG_NAME, "main").text

@@ -131,8 +131,9 @@ def test_images_page(web):
 
 
 def test_python_api(web, facts):
-    import photdb
     from astropy.coordinates import SkyCoord
+
+    import photdb
 
     lc = photdb.fetch_lightcurve("SS Cyg", settings=web.settings)
     assert isinstance(lc["time"], Time) and lc["time"].scale == "utc"
@@ -151,12 +152,40 @@ def test_python_api(web, facts):
 # ------------------------------------------------------------------------------- fuzz
 
 BAD = {
-    "number": ["'", "1' OR '1'='1", "1;DROP TABLE objects", "NaN", "inf", "-inf", "1e999",
-               "9" * 400, "0x1F", "½", "%00", "1:2:3:4"],  # fmt: skip
-    "radius": ["1e9deg", "NaN arcsec", "3 parsec", "-1arcsec", "'; DROP TABLE objects; --",
-               "1" + "0" * 300, "inf", "2 furlongs", "x" * 200],  # fmt: skip
-    "name": ["'; DROP TABLE objects; --", "x' OR '1'='1", "a" * 300, "<script>", "\x00",
-             "$$x$$", "name;select"],  # fmt: skip
+    "number": [
+        "'",
+        "1' OR '1'='1",
+        "1;DROP TABLE objects",
+        "NaN",
+        "inf",
+        "-inf",
+        "1e999",
+        "9" * 400,
+        "0x1F",
+        "½",
+        "%00",
+        "1:2:3:4",
+    ],  # fmt: skip
+    "radius": [
+        "1e9deg",
+        "NaN arcsec",
+        "3 parsec",
+        "-1arcsec",
+        "'; DROP TABLE objects; --",
+        "1" + "0" * 300,
+        "inf",
+        "2 furlongs",
+        "x" * 200,
+    ],  # fmt: skip
+    "name": [
+        "'; DROP TABLE objects; --",
+        "x' OR '1'='1",
+        "a" * 300,
+        "<script>",
+        "\x00",
+        "$$x$$",
+        "name;select",
+    ],  # fmt: skip
 }
 #: route -> {parameter: kind}, with the other parameters set to good values
 ROUTES = {

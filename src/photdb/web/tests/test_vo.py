@@ -590,3 +590,29 @@ def test_translation_rejects_without_a_server():
                 "WHERE CONTAINS(POINT(g.ra, g.dec), CIRCLE(271, -29, 0.5)) = 1"
             ).sql
         )
+
+
+def test_tap_schema_migration_is_current(vo):
+    """The shipped 0008 migration is what the published metadata and the migrated schema
+    give now (after a migration changes a published table, regenerate it:
+    ``python -m photdb.web.metadata > src/photdb/db/migrations/0008.tap-schema.sql``)."""
+    from photdb.db.migrate import migrations_dir
+    from photdb.web.metadata import tap_schema_sql
+
+    _, settings, _ = vo
+    with _admin(settings) as conn:
+        generated = tap_schema_sql(conn)
+        owner = conn.execute(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'tap_schema'"
+        ).fetchall()
+    shipped = (migrations_dir() / "0008.tap-schema.sql").read_text()
+    assert generated == shipped, "TAP_SCHEMA is stale: regenerate 0008.tap-schema.sql"
+    assert owner == [(settings.user("admin"),)]
+    with psycopg.connect(host=settings.host, port=settings.port, dbname=settings.dbname,
+                         user=settings.user("readonly"),
+                         password=settings.password("readonly")) as ro:  # fmt: skip
+        assert ro.execute("SELECT count(*) FROM tap_schema.columns").fetchone()[0] > 50
+        for stmt in ("DELETE FROM tap_schema.columns", "CREATE TABLE tap_schema.x (a int)"):
+            with pytest.raises(psycopg.Error):
+                ro.execute(stmt)
+            ro.rollback()
