@@ -155,6 +155,27 @@ async def clients(base: str, n: int, seconds: float, cands, field, stop_when) ->
     return {"latencies": lat, "errors": errors}
 
 
+def baseline(base: str, cands, field, n: int) -> dict[str, list[float]]:
+    """One client, requests one after the other, no writers: the service time."""
+    import httpx
+
+    rnd = random.Random(0)
+    lat: dict[str, list[float]] = {"lightcurve page": [], "1' cone (SCS)": []}
+    with httpx.Client(timeout=30) as client:
+        for i in range(2 * n):
+            if i % 2:
+                kind, url = "lightcurve page", f"{base}/lightcurve?refsource={rnd.choice(cands)}"
+            else:
+                ra = field[0] + rnd.uniform(-0.4, 0.4) * field[2]
+                dec = field[1] + rnd.uniform(-0.4, 0.4) * field[2]
+                kind = "1' cone (SCS)"
+                url = f"{base}/scs/galsources?RA={ra}&DEC={dec}&SR={1 / 60}&VERB=1"
+            t0 = time.perf_counter()
+            if client.get(url).status_code == 200:
+                lat[kind].append((time.perf_counter() - t0) * 1e3)
+    return lat
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -165,6 +186,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--baseline", type=int, default=40, help="requests of each kind alone")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="photdb-webload-"))
@@ -196,7 +218,10 @@ def main() -> int:
                 time.sleep(0.3)
         for c in cands[:5]:  # warm both workers' pools and caches
             httpx.get(f"{base}/lightcurve?refsource={c}", timeout=30)
-        log(f"server up on {base}; starting ingest + process and {args.clients} clients")
+        base_lat = baseline(base, cands, field, args.baseline)
+        log(f"server up on {base}; one client alone: " + ", ".join(
+            f"{k} p50 {pct(v, 50):.0f} ms" for k, v in base_lat.items()))
+        log(f"starting ingest + process and {args.clients} clients")
         ingest = subprocess.Popen([*photdb, "ingest", str(home / "simB")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         proc = subprocess.Popen([*photdb, "process", "-f", "r_decam", "-j", "1"],
@@ -236,6 +261,9 @@ def main() -> int:
             "errors": len(out["errors"]), "error_kinds": sorted(set(out["errors"]))[:5],
             "load_average": os.getloadavg(),
         }  # fmt: skip
+        for kind, ms in base_lat.items():
+            result[f"{kind}, one client, no writers"] = {
+                "n": len(ms), "p50_ms": round(pct(ms, 50), 1), "p99_ms": round(pct(ms, 99), 1)}
         for kind, ms in out["latencies"].items():
             result[kind] = {"n": len(ms), "p50_ms": round(pct(ms, 50), 1),
                             "p90_ms": round(pct(ms, 90), 1), "p99_ms": round(pct(ms, 99), 1),

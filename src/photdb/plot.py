@@ -68,11 +68,15 @@ def plot_series(lc: Table) -> dict[str, Any]:
         })  # fmt: skip
     if kinds == {"differential"}:
         ylabel = "differential magnitude"
+    elif len(systems) == 1 and sum(s["kind"] == "magnitude" for s in series) == sum(
+        len(v) for v in systems.values()
+    ):
+        ylabel = f"{next(iter(systems))} magnitude"
     else:
         named = "; ".join(f"{s}: {', '.join(v)}" for s, v in sorted(systems.items()))
         ylabel = "magnitude" + (f" ({named})" if named else "")
-        if "differential" in kinds:
-            ylabel += " / differential"
+    if "differential" in kinds and kinds != {"differential"}:
+        ylabel += " / differential magnitude"
     return {"title": lightcurve_title(lc), "xlabel": "MJD (UTC, mid-exposure)",
             "ylabel": ylabel, "inverted": True, "series": series}  # fmt: skip
 

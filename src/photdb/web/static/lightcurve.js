@@ -10,7 +10,7 @@
   const holder = document.getElementById("plot");
   const data = JSON.parse(document.getElementById("lc-data").textContent);
   if (!holder) return;
-  const W = 1000, H = 460, M = { l: 70, r: 20, t: 20, b: 50 };
+  const W = 1000, H = 460, M = { l: 70, r: 170, t: 20, b: 50 };
   const hidden = new Set();
 
   function el(name, attrs, parent) {
@@ -105,14 +105,14 @@
     let ly = M.t + 14;
     data.series.forEach(s => {
       const item = el("g", { class: "legend", "data-band": s.band, cursor: "pointer", opacity: hidden.has(s.band) ? 0.35 : 1 }, svg);
-      el("circle", { cx: W - M.r - 150, cy: ly - 4, r: 5, fill: s.colour }, item);
-      el("text", { x: W - M.r - 140, y: ly, "font-size": 12 }, item).textContent = s.label + (s.kind === "differential" ? " (diff.)" : "");
+      el("circle", { cx: W - M.r + 16, cy: ly - 4, r: 5, fill: s.colour }, item);
+      el("text", { x: W - M.r + 26, y: ly, "font-size": 12 }, item).textContent = s.label + (s.kind === "differential" ? " (diff.)" : "");
       item.addEventListener("click", () => { hidden.has(s.band) ? hidden.delete(s.band) : hidden.add(s.band); draw(); });
       ly += 17;
     });
     if (data.series.some(s => s.reference.some(Boolean))) {
-      el("rect", { x: W - M.r - 155, y: ly - 9, width: 10, height: 10, fill: "none", stroke: "#444" }, svg);
-      el("text", { x: W - M.r - 140, y: ly, "font-size": 12 }, svg).textContent = "reference epoch";
+      el("rect", { x: W - M.r + 11, y: ly - 9, width: 10, height: 10, fill: "none", stroke: "#444" }, svg);
+      el("text", { x: W - M.r + 26, y: ly, "font-size": 12 }, svg).textContent = "reference epoch";
     }
     if (!data.series.length) {
       el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", "font-size": 14 }, svg).textContent = "no points with a magnitude";
