@@ -158,10 +158,16 @@ def lightcurve_title(table: Table) -> str:
     ra, dec = meta.get("ra"), meta.get("dec")
     where = ""
     if ra is not None and dec is not None and np.isfinite(ra) and np.isfinite(dec):
-        from astropy.coordinates import SkyCoord
+        from astropy.coordinates import Angle  # a SkyCoord costs milliseconds per page
 
-        c = SkyCoord(float(ra), float(dec), unit="deg")
-        jname = "J" + c.to_string("hmsdms", sep="", precision=1, pad=True).replace(" ", "")
+        hms = (
+            Angle(float(ra), u.deg)
+            .wrap_at(360 * u.deg)
+            .to_string(u.hourangle, sep="", precision=1, pad=True)
+        )
+        dms = Angle(float(dec), u.deg).to_string(u.deg, sep="", precision=1, pad=True,
+                                                 alwayssign=True)  # fmt: skip
+        jname = f"J{hms}{dms}"
         name = name or jname
         where = f"RA {float(ra):.5f}°, Dec {float(dec):+.5f}°"
     name = name or "light curve"
@@ -224,13 +230,14 @@ def lightcurve_table(
     mjd = np.asarray(columns.get("mjd", []), dtype=float)
     times = Time(mjd, format="mjd", scale="utc")
     derived = {"jd": times.jd.tolist(), "iso": list(times.isot) if n else []}
-    t = Table()
-    t["time"] = times
-    t["time"].info.description = "time of the point (UTC, mid-exposure)"
+    cols = [times]
     for name in LIGHTCURVE_COLUMNS:
         values = derived[name] if name in derived else columns.get(name)
-        t[name] = _column(name, values, n)
-        t[name].meta["ucd"] = LIGHTCURVE_UCDS[name]
+        col = _column(name, values, n)
+        col.meta["ucd"] = LIGHTCURVE_UCDS[name]
+        cols.append(col)
+    t = Table(cols, names=["time", *LIGHTCURVE_COLUMNS], copy=False)  # one build, no re-copies
+    t["time"].info.description = "time of the point (UTC, mid-exposure)"
     t.meta["time_scale"] = "utc"
     t.meta["time_note"] = "mjd/jd/iso in UTC, mid-exposure, derived with astropy"
     t.meta.update(meta or {})
@@ -242,6 +249,10 @@ def stack_lightcurves(tables: Sequence[Table]) -> Table:
     tables = [t for t in tables if len(t)] or list(tables[:1])
     if not tables:
         return lightcurve_table({})
+    if len(tables) == 1:  # nothing to stack (vstack costs tens of ms)
+        out = tables[0]
+        order = np.lexsort((np.asarray(out["source"]), np.asarray(out["mjd"])))
+        return out if np.all(order == np.arange(len(out))) else out[order]
     out = vstack(tables, join_type="exact", metadata_conflicts="silent")
     order = np.lexsort((np.asarray(out["source"]), np.asarray(out["mjd"])))
     out = out[order]

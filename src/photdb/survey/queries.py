@@ -14,7 +14,7 @@ import psycopg
 from astropy.table import Table
 from psycopg import sql
 
-from photdb.lightcurve import lightcurve_table, stack_lightcurves
+from photdb.lightcurve import lightcurve_table
 
 __all__ = [
     "candidate_detections",
@@ -165,17 +165,20 @@ def _lc_table(rows: list[tuple]) -> Table:
     return lightcurve_table(cols)
 
 
-def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int) -> Table:
-    """Light curve of one reference source: its reference row and every forced measurement.
+def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int | list[int]) -> Table:
+    """Light curve of one reference source (or several): the reference row and every
+    forced measurement.
 
     A :func:`photdb.lightcurve.lightcurve_table`, ordered by ``mjd``; the reference
     catalogue row has ``ref_id`` masked.
     """
+    ids = [int(i) for i in refsource_id] if isinstance(refsource_id, list) else [
+        int(refsource_id)]  # fmt: skip
     rows = conn.execute(
-        sql.SQL("{} WHERE s.id = %(id)s UNION ALL {} WHERE s.ref_id = %(id)s ORDER BY 1").format(
-            sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)
-        ),
-        {"id": int(refsource_id)},
+        sql.SQL(
+            "{} WHERE s.id = ANY(%(ids)s) UNION ALL {} WHERE s.ref_id = ANY(%(ids)s) ORDER BY 1"
+        ).format(sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)),
+        {"ids": ids},
     ).fetchall()
     return _lc_table(rows)
 
@@ -275,13 +278,17 @@ def lightcurve_of_star(
     if row is None or row[2] is not None:
         raise KeyError(refsource_id)
     ra, dec, _, band = row
-    me = Table({"refsource_id": [int(refsource_id)], "filter": [band or ""], "ra": [ra],
-                "dec": [dec]})  # fmt: skip
-    ids, seen = [int(refsource_id)], {band}
-    for m in cross_filter_matches(conn, me, radius_arcsec=cross_radius_arcsec):
-        if str(m["match_filter"]) not in seen:  # ordered by filter, then distance
-            seen.add(str(m["match_filter"]))
-            ids.append(int(m["match_id"]))
-    table = stack_lightcurves([lightcurve_by_refsource(conn, i) for i in ids])
+    others = conn.execute(
+        """
+        SELECT DISTINCT ON (e.filter) b.id FROM galsources b
+        JOIN galimages i ON b.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id
+        WHERE q3c_join(%(ra)s, %(dec)s, b.ra, b.dec, %(r)s) AND b.ref_id IS NULL
+          AND e.filter IS DISTINCT FROM %(band)s
+        ORDER BY e.filter, q3c_dist(%(ra)s, %(dec)s, b.ra, b.dec), b.id
+        """,
+        {"ra": ra, "dec": dec, "r": cross_radius_arcsec / 3600.0, "band": band},
+    ).fetchall()
+    ids = [int(refsource_id), *(int(r[0]) for r in others)]
+    table = lightcurve_by_refsource(conn, ids)
     table.meta.update(ra=float(ra), dec=float(dec), refsource_ids=ids)
     return table

@@ -254,7 +254,7 @@ class Pages:
                  ("object", "refsource", "ra", "dec", "radius")}  # fmt: skip
         downloads = [(fmt, "/lightcurve." + fmt + "?" + urlencode(query)) for fmt in EXPORT_FORMATS]
         return _html("lightcurve.html", title=spec["title"], lc=lc, meta=lc.meta,
-                     points=_rows(lc[[c for c in lc.colnames if c != "time"]]),
+                     points=_rows(lc),
                      spec_json=json.dumps(spec).replace("</", "<\\/"), spec=spec,
                      downloads=downloads, truncated=lc.meta.get("truncated"))  # fmt: skip
 

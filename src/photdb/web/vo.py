@@ -145,7 +145,8 @@ class VOService:
                 )
             )  # fmt: skip
             types.append(pg_type)
-        rows = [[_convert(v, t) for v, t in zip(r, types, strict=True)] for r in rows]
+        if any(t in ("spoint", "scircle") for t in types):  # pgSphere text -> degrees
+            rows = [[_convert(v, t) for v, t in zip(r, types, strict=True)] for r in rows]
         return unicode_fields(fields, rows), rows, overflow
 
 

@@ -100,6 +100,31 @@ def cell(value, f: Field) -> str:
     return _text(value)
 
 
+_NULLS = {"short": "-32768", "int": "-2147483648", "long": "-9223372036854775808"}
+
+
+def _float_cell(value) -> str:
+    if value is None:
+        return ""
+    if type(value) is float:
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "+Inf" if value > 0 else "-Inf"
+        return repr(value)
+    return str(float(value)) if isinstance(value, Decimal) else _text(value)
+
+
+def _cell_writer(f: Field):
+    """A fast TD writer for one field (the generic :func:`cell` for anything unusual)."""
+    if f.arraysize is None and f.datatype in _NULLS:
+        null = _NULLS[f.datatype]
+        return lambda v: null if v is None else (str(v) if type(v) is int else cell(v, f))
+    if f.arraysize is None and f.datatype in ("double", "float"):
+        return lambda v: _float_cell(v) if v is None or type(v) is float else cell(v, f)
+    return lambda v: cell(v, f)
+
+
 def info(name: str, value: str, content: str | None = None) -> str:
     body = _text(content) if content is not None else ""
     value = quoteattr(_BAD_XML.sub("?", str(value)))
@@ -138,11 +163,11 @@ def votable(
     for f in fields:
         w(f.xml(used) + "\n")
     w("<DATA><TABLEDATA>\n")
+    writers = [_cell_writer(f) for f in fields]
     for row in rows:
-        w("<TR>")
-        for v, f in zip(row, fields, strict=True):
-            w(f"<TD>{cell(v, f)}</TD>")
-        w("</TR>\n")
+        w("<TR><TD>")
+        w("</TD><TD>".join([wr(v) for wr, v in zip(writers, row, strict=True)]))
+        w("</TD></TR>\n")
     w("</TABLEDATA></DATA>\n</TABLE>\n")
     for i in infos_after:
         w(i + "\n")
