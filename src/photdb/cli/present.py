@@ -10,7 +10,9 @@ import sys
 import numpy as np
 from rich.table import Table as RichTable
 
+from photdb.bands import band_family
 from photdb.cli.app import console
+from photdb.lightcurve import band_label
 
 __all__ = ["candidates_table", "is_empty", "print_json", "repeat_table", "show_table"]
 
@@ -42,12 +44,14 @@ def candidates_table(cands, matches=None) -> RichTable:
     if matches is not None:
         t.add_column("other filters", min_width=12)
     for r in cands:
-        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}",
+        row = [str(r["refsource_id"]), band_label(str(r["filter"])), f"{r['ra']:.5f}",
+               f"{r['dec']:.5f}",
                f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
                f"{r['amplitude']:.2f}", _epoch_span(r["epochs"])]  # fmt: skip
         if matches is not None:
             sel = matches[matches["refsource_id"] == r["refsource_id"]]
-            row.append(" ".join(f"{m['match_filter']}:{m['match_id']}({m['match_ndet']})"
+            row.append(" ".join(f"{band_family(str(m['match_filter']))}:{m['match_id']}"
+                                f"({m['match_ndet']})"
                                 for m in sel) or "-")  # fmt: skip
         t.add_row(*row)
     return t

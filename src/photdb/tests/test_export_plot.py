@@ -93,3 +93,16 @@ def test_every_export_reads_back(lc):
     assert g1[4] == "SG" and "band=g_decam" in g1[-1]
     with pytest.raises(ValueError, match="unknown format"):
         export_lightcurve(lc, "fits")
+
+
+def test_import_photdb_is_light_and_lazy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, photdb; heavy = [m for m in ('astropy', 'psycopg', 'matplotlib', 'numpy')"
+        " if m in sys.modules]; print(heavy); f = photdb.fetch_lightcurve;"
+        " print(f.__module__, 'astropy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines() == ["[]", "photdb.api True"], out.stderr
