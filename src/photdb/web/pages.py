@@ -216,7 +216,8 @@ class Pages:
             raise ServiceError("type a name, an id or a position (RA Dec) to search for")
         parts = q.replace(",", " ").split()
         if len(parts) == 2 and all(re.match(r"^[-+0-9.:hmsd°'\"]+$", p) for p in parts):
-            radius = _param(request, "radius") or "10arcsec"
+            _radius(request, self.config, "10arcsec")  # refused here if it is no radius
+            radius = _param(request, "radius", maxlen=32) or "10arcsec"
             return RedirectResponse("/cone?" + urlencode({"ra": parts[0], "dec": parts[1],
                                                            "radius": radius}), 303)  # fmt: skip
         if not _NAME.match(q):

@@ -29,6 +29,26 @@ def env(db_settings, tmp_path):
     return e
 
 
+@pytest.fixture
+def invoke(db_settings, monkeypatch, capsys):
+    """Run ``photdb ARGS`` in this process (a fresh interpreter costs seconds of imports);
+    return (exit code, stdout, stderr)."""
+    from photdb.cli import main
+
+    monkeypatch.setenv("DB_NAME", db_settings.dbname)
+    monkeypatch.delenv("DB_HOST", raising=False)
+
+    def _invoke(*args):
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["photdb", *map(str, args)])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        out = capsys.readouterr()
+        return (0 if stop.value.code is None else stop.value.code), out.out, out.err
+
+    return _invoke
+
+
 def run(env, *args, cwd=None):
     return subprocess.run([sys.executable, "-m", "photdb", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=120, cwd=cwd)  # fmt: skip
@@ -55,35 +75,35 @@ def test_short_options_have_one_meaning_and_help_has_examples():
     assert meaning["-f"] == {"--filter"}
 
 
-def test_radius_json_and_full_tables(env, db_settings, tmp_path):
+def test_radius_json_and_full_tables(env, invoke, db_settings, tmp_path):
     populate(db_settings, tmp_path)
     # a bare radius is arcsec in both commands; units are accepted
-    a = json.loads(run(env, "cone", "325.679", "43.5862", "360", "--json").stdout)
-    b = json.loads(run(env, "cone", "325.679", "43.5862", "6arcmin", "--json").stdout)
-    c = json.loads(run(env, "cone", "325.679", "43.5862", "0.1deg", "--json").stdout)
+    a = json.loads(invoke("cone", "325.679", "43.5862", "360", "--json")[1])
+    b = json.loads(invoke("cone", "325.679", "43.5862", "6arcmin", "--json")[1])
+    c = json.loads(invoke("cone", "325.679", "43.5862", "0.1deg", "--json")[1])
     assert len(a["rows"]) == len(b["rows"]) == len(c["rows"]) == 3
     assert a["columns"]["dist_arcsec"] == "arcsec" and a["rows"][0]["gaia_name"]
-    r = run(env, "lightcurve", "VY UMi", "--radius", "1", "--json")
-    one = json.loads(r.stdout)
-    r = run(env, "lightcurve", "VY UMi", "--radius", "1arcsec", "--json")
-    assert json.loads(r.stdout)["rows"] == one["rows"] and len(one["rows"]) == 4
+    one = json.loads(invoke("lightcurve", "VY UMi", "--radius", "1", "--json")[1])
+    same = json.loads(invoke("lightcurve", "VY UMi", "--radius", "1arcsec", "--json")[1])
+    assert same["rows"] == one["rows"] and len(one["rows"]) == 4
     assert one["meta"]["object_name"] == "TYC 4568-471-1"
-    # piped output: the table is complete, every column and no cut cell
+    code, _, err = invoke("lightcurve", "VY UMi", "--radius", "3 parsec")
+    assert code == 1 and "radius" in err and err.strip().count("\n") == 0
+    # plot and AAVSO by suffix
+    code, _, err = invoke("lightcurve", "SS Cyg", "-o", tmp_path / "ss.txt", "--plot",
+                          tmp_path / "ss.png")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "ss.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "ss.txt").read_text().startswith("#TYPE=EXTENDED\n")
+    code, out, _ = invoke("variables", "--json")
+    assert code == 0 and json.loads(out)["candidates"] == []
+    # the real command, piped: the table is complete, every column and no cut cell
     r = run(env, "lightcurve", "VY UMi")
     assert r.returncode == 0, r.stderr
     assert "…" not in r.stdout and "mag_err" in r.stdout and "filename" in r.stdout
-    r = run(env, "lightcurve", "VY UMi", "--radius", "3 parsec")
-    assert r.returncode == 1 and "radius" in r.stderr and r.stderr.strip().count("\n") == 0
-    # plot and AAVSO by suffix
-    r = run(env, "lightcurve", "SS Cyg", "-o", tmp_path / "ss.txt", "--plot", tmp_path / "ss.png")
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "ss.png").read_bytes().startswith(b"\x89PNG")
-    assert (tmp_path / "ss.txt").read_text().startswith("#TYPE=EXTENDED\n")
-    r = run(env, "variables", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["candidates"] == []
 
 
-def test_diffphot_command_on_ey_uma(env, db_settings, tmp_path):
+def test_diffphot_command_on_ey_uma(env, invoke, db_settings, tmp_path):
     data = _data_dir()
     phot = Table.read(data / "2014-12-29-ey-uma-9.fits")
     comps = Table.read(data / "comp_stars.fits")
@@ -105,7 +125,7 @@ def test_diffphot_command_on_ey_uma(env, db_settings, tmp_path):
     Table({"ra": [var["RAJ2000"][0]], "dec": [var["DEJ2000"][0]], "vsx_name": ["EY UMa"]}).write(
         tmp_path / "obj.ecsv"
     )
-    assert run(env, "objects", "load", tmp_path / "obj.ecsv").returncode == 0
+    assert invoke("objects", "load", tmp_path / "obj.ecsv")[0] == 0
     args = ["diffphot", data / "2014-12-29-ey-uma-9.fits", "--target", target, "--object",
             "EY UMa", "--band", "Rc", "--datasource", "stellarphot", "--comp-catalog",
             tmp_path / "comps.ecsv", "--mag-col", "mag_inst_R"]  # fmt: skip
@@ -125,7 +145,7 @@ def test_diffphot_command_on_ey_uma(env, db_settings, tmp_path):
     assert meta["type_calib"].startswith("ensemble")
     assert 14.0 < float(np.median([float(m) for m, _ in rows])) < 15.0
     # a missing column: one line, nothing loaded
-    r = run(env, *args[:-1], "no_such_column")
-    assert r.returncode == 1 and "no column" in r.stderr and r.stderr.strip().count("\n") == 0
+    code, _, err = invoke(*args[:-1], "no_such_column")
+    assert code == 1 and "no column" in err and err.strip().count("\n") == 0
     with connect("readonly", db_settings) as conn:
         assert conn.execute("SELECT count(*) FROM lightcurves").fetchone()[0] == 94

@@ -198,7 +198,8 @@ ROUTES = {
     "/candidates": ({"min_repeats": "number", "mag_min": "number", "mag_max": "number",
                      "ra": "number", "dec": "number", "radius": "radius", "filter": "name"},
                     {"ra": "271.5", "dec": "-28.9"}),
-    "/search": ({"q": "name", "refsource": "number"}, {}),
+    "/search": ({"q": "name", "refsource": "number", "radius": "radius"},
+                {"q": "21:42:43 +43:35:10"}),
     "/images": ({"status": "name", "filter": "name"}, {}),
     "/stamp/1.png": ({"size": "number"}, {}),
 }  # fmt: skip
@@ -229,7 +230,7 @@ def test_every_page_parameter_fuzzed(web):
                     if name in ("ra", "dec") and not good:
                         query = {"ra": "1", "dec": "1"}
                     query[name] = value
-                    if path.startswith("/lightcurve") and name in ("object", "refsource"):
+                    if name in ("object", "refsource") or (path == "/search" and name == "q"):
                         query = {name: value}
                     r = client.get(web.base + path, params=query)
                     n += 1
@@ -242,5 +243,14 @@ def test_every_page_parameter_fuzzed(web):
                         msg = re.findall(r'<p class="error" id="error">(.*?)</p>', text, re.S)
                         assert len(msg) == 1 and "\n" not in msg[0].strip(), (path, name, value)
                     assert time.monotonic() < deadline
+        for path in ("/lightcurve.fits", "/lightcurve.%27%3B", "/stamp/abc.png",
+                     "/stamp/1%27%20OR%201=1.png", "/stamp/" + "9" * 40 + ".png", "/nowhere",
+                     "/static/../../pyproject.toml", "/lightcurve.csv"):  # fmt: skip
+            r = client.get(web.base + path)
+            n += 1
+            assert 400 <= r.status_code < 500 and "Traceback" not in r.text, path
+            assert r.text.strip() and (r.text.count("\n") == 1 or 'id="error"' in r.text), path
+        r = client.post(web.base + "/lightcurve", data={"object": "SS Cyg"})
+        assert r.status_code == 405 and 'id="error"' in r.text
     assert n > 150
     assert _snapshot(web.settings) == before
