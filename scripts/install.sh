@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything photdb needs on a Debian/Ubuntu machine into ./.venv:
-# PostgreSQL 15 server binaries with q3c and pgSphere (apt), then the package (pip).
+# PostgreSQL 15 server binaries with q3c and pgSphere and headless Chromium with its
+# driver for the web tests (apt), then the package (pip).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ need=()
 dpkg -s postgresql-15-q3c >/dev/null 2>&1 || need+=(postgresql-15-q3c)
 dpkg -s postgresql-15-pgsphere >/dev/null 2>&1 || need+=(postgresql-15-pgsphere)
 python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+# a real headless browser for the web tests (selenium drives it through chromedriver)
+dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)
+dpkg -s chromium-driver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     echo "photdb install: apt-get install ${need[*]}"
     $SUDO apt-get update -qq

@@ -240,11 +240,11 @@ def archive_lightcurve(conn: psycopg.Connection, object_ids: Sequence[int]) -> T
 _RADIUS_SHORT = re.compile(r"""^\s*([-+0-9.eE]+)\s*(["'d]|''|″|′|°)\s*$""")
 
 
-def parse_radius(text: str | float, *, default_unit: u.UnitBase = u.deg) -> u.Quantity:
+def parse_radius(text: str | float, *, default_unit: u.UnitBase = u.arcsec) -> u.Quantity:
     """An angular radius from text: '30arcsec', '6 arcmin', '0.1deg', '30"', "6'", '0.1d'.
 
-    A bare number is in ``default_unit`` (degrees, as the archive document's
-    ``scircle('<(325.679d, 43.5862d), 0.1d>')``).
+    A bare number is in ``default_unit``: arcsec, photdb's one unit for bare radii
+    (the CLI's ``--radius`` and the web pages alike).
     """
     s = str(text).strip()
     short = _RADIUS_SHORT.match(s)
@@ -305,10 +305,14 @@ def write_table(table: Table, fmt: str, output: str | Path | None = None) -> str
     """Write ``table`` as CSV, ECSV or VOTable to ``output``, or return the text.
 
     Object columns (``comp_stars``) are plain strings, so every format reads
-    back with :meth:`astropy.table.Table.read`.
+    back with :meth:`astropy.table.Table.read`; the ``time`` column (an astropy Time)
+    is kept by ECSV only. :func:`photdb.export.export_lightcurve` writes light curves
+    with their meta, UCDs, AAVSO and Parquet.
     """
     if fmt not in FORMATS:
         raise QueryError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt != "ecsv" and "time" in table.colnames:  # the Time mixin: mjd/jd/iso carry it
+        table = table[[c for c in table.colnames if c != "time"]]
     if output is not None:
         try:
             table.write(output, format=FORMATS[fmt], overwrite=True)

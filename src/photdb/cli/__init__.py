@@ -17,7 +17,7 @@ __all__ = ["app", "console", "err_console", "main"]
 
 def _register() -> None:
     """Import the command modules: each registers its commands on :data:`app`."""
-    from photdb.cli import archive, db, pipeline  # noqa: F401
+    from photdb.cli import archive, db, pipeline, query, web  # noqa: F401
 
 
 def main() -> None:

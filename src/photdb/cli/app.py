@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import typer
 from rich.console import Console
@@ -10,8 +12,17 @@ from rich.logging import RichHandler
 
 from photdb import __version__
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """A rich console; when the output is not a terminal (a pipe, a file) and COLUMNS is
+    not set, wide enough that tables are never cut or wrapped."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=10_000 if wide else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 app = typer.Typer(
     name="photdb",

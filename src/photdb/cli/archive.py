@@ -14,7 +14,6 @@ import typer
 from rich.table import Table as RichTable
 
 from photdb.cli.app import app, console, err_console
-from photdb.cli.present import is_empty, show_table
 from photdb.errors import PhotdbError
 from photdb.settings import load_settings
 
@@ -62,7 +61,10 @@ def ingest(
         "shipped FILTER and IMAGETYP maps.",
     ),
 ) -> None:
-    """Ingest FITS headers into the archive: one observation per image HDU."""
+    """Ingest FITS headers into the archive: one observation per image HDU.
+
+    Example: photdb ingest /data/2021-10-22/ --dry-run
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from photdb.archive.headers import load_maps
@@ -146,7 +148,10 @@ def objects_load(
         1.0, "--match-radius", help="Positions closer than this (arcsec) are the same object."
     ),
 ) -> None:
-    """Load objects (position and Gaia/SIMBAD/VSX/UCAC4/APASS names) into ``objects``."""
+    """Load objects (position and Gaia/SIMBAD/VSX/UCAC4/APASS names) into ``objects``.
+
+    Example: photdb objects load field_stars.ecsv --match-radius 1
+    """
     from photdb.archive.catalogues import load_objects, read_object_table
 
     try:
@@ -186,7 +191,10 @@ def lightcurves_load(
         help="How to read the time column (bjd = BJD_TDB, hjd = HJD_UTC); default: from its name.",
     ),
 ) -> None:
-    """Load light-curve points into ``lightcurves`` and ``metadata_lc_json`` (all or nothing)."""
+    """Load light-curve points into ``lightcurves`` and ``metadata_lc_json`` (all or nothing).
+
+    Example: photdb lightcurves load eyuma.ecsv --datasource UPJS --band R
+    """
     from photdb.archive.lightcurves import load_lightcurves, read_lightcurve_table
 
     try:
@@ -207,119 +215,6 @@ def lightcurves_load(
         except ValueError as exc:
             raise InputError(f"{file}: {exc}; nothing loaded") from None
     _print_load(report, str(file))
-
-
-# ---------------------------------------------------------------------------------- queries
-
-
-class OutFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    ecsv = "ecsv"
-    votable = "votable"
-
-
-class TimeColumn(StrEnum):
-    jd = "jd"
-    mjd = "mjd"
-    iso = "iso"
-
-
-_SUFFIX = {
-    ".csv": "csv",
-    ".ecsv": "ecsv",
-    ".xml": "votable",
-    ".vot": "votable",
-    ".votable": "votable",
-}
-
-
-@app.command("lightcurve", context_settings=_NEGATIVE_OK)
-def lightcurve(
-    name_or_id: str | None = typer.Argument(
-        None, help="Object id or any catalogue name (Gaia, SIMBAD, VSX, UCAC4, APASS)."
-    ),
-    ra: str | None = typer.Option(
-        None, "--ra", help="RA of a position (deg, or hours as 17:20:39)."
-    ),
-    dec: str | None = typer.Option(None, "--dec", help="Dec of a position (deg or +76:42:40)."),
-    radius: str = typer.Option(
-        "1arcsec",
-        "--radius",
-        help="Cone radius around the position or "
-        'the object (for pipeline points): 1arcsec, 2", 0.5arcmin; '
-        "a bare number is in deg.",
-    ),
-    fmt: OutFormat | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help="Output format; default from the --output suffix, else a table on screen.",
-    ),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write to this file instead of the screen."
-    ),
-    time: TimeColumn | None = typer.Option(
-        None,
-        "--time",
-        help="Keep only this time column (default: jd, mjd and iso; jd and iso on screen).",
-    ),
-) -> None:
-    """Light curve of an object or position, from the archive and the pipeline."""
-    from photdb.api import get_lightcurve
-    from photdb.archive.query import parse_coord, parse_radius, write_table
-
-    if (name_or_id is None) == (ra is None or dec is None):
-        raise InputError("give an object name/id, or --ra and --dec (not both)")
-    coord = parse_coord(ra, dec) if name_or_id is None else None
-    kind = fmt.value if fmt else (_SUFFIX.get(output.suffix.lower()) if output else "table")
-    if kind is None:
-        raise InputError(f"{output}: unknown suffix; give --format csv, ecsv or votable")
-    with _connect() as conn:
-        table = get_lightcurve(conn, object=name_or_id, coord=coord, radius=parse_radius(radius))
-    if kind == "table":
-        if output is not None:
-            raise InputError("--format table writes to the screen; use csv, ecsv or votable")
-        keep = (time.value,) if time else ("jd", "iso")
-        table.remove_columns([c for c in ("jd", "mjd", "iso") if c not in keep])
-        table.remove_columns([c for c in table.colnames if is_empty(table[c])])
-        if len(set(table.meta["objects"])) == 1 and "object_id" in table.colnames:
-            table.remove_column("object_id")
-        show_table(
-            table,
-            f"{len(table)} points ({name_or_id or f'{ra} {dec}'}), UTC",
-            digits={"jd": 6, "mjd": 6, "mag": 4, "mag_err": 4, "mag_diff": 4, "mag_diff_err": 4},
-        )
-        return
-    if time is not None:
-        table.remove_columns([c for c in ("jd", "mjd", "iso") if c != time.value])
-    text = write_table(table, kind, output)
-    if text is not None:
-        sys.stdout.write(text)
-    else:
-        err_console.print(f"{len(table)} points written to {output}", highlight=False)
-
-
-@app.command("cone", context_settings=_NEGATIVE_OK)
-def cone(
-    ra: str = typer.Argument(..., help="RA: degrees (325.679) or hours (21:42:43, 21h42m43s)."),
-    dec: str = typer.Argument(..., help="Dec: degrees (43.5862, +43:35:10, 43d35m10s)."),
-    radius: str = typer.Argument(
-        ...,
-        help="Radius with units: 30arcsec, 6arcmin, 0.1deg, 30\", 6'; a bare number is in degrees.",
-    ),
-) -> None:
-    """Objects within RADIUS of RA DEC, nearest first."""
-    from photdb.archive.query import cone_objects, parse_coord, parse_radius
-
-    coord, r = parse_coord(ra, dec), parse_radius(radius)
-    with _connect() as conn:
-        table = cone_objects(conn, coord, r)
-    show_table(
-        table,
-        f"{len(table)} objects within {r:.4g} of {coord.to_string('hmsdms')}",
-        digits={"ra": 6, "dec": 6, "dist_arcsec": 2},
-    )
 
 
 # ---------------------------------------------------------------------------------- delete
@@ -343,7 +238,10 @@ def delete(
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; delete."),
 ) -> None:
-    """Show what deleting an observation, object, data source or night removes, then do it."""
+    """Show what deleting an observation, object, data source or night removes, then do it.
+
+    Example: photdb delete night 2021-10-22
+    """
     from photdb.archive.delete import execute_delete, plan_delete
 
     with _connect("writer") as conn:

@@ -28,7 +28,10 @@ def _server():
 
 @db_app.command("start")
 def start() -> None:
-    """Start the embedded PostgreSQL cluster (created and migrated on first use)."""
+    """Start the embedded PostgreSQL cluster (created and migrated on first use).
+
+    Example: photdb db start
+    """
     from photdb.db.migrate import ensure_embedded
 
     settings, server = _server()
@@ -38,7 +41,10 @@ def start() -> None:
 
 @db_app.command("stop")
 def stop() -> None:
-    """Stop the embedded PostgreSQL cluster."""
+    """Stop the embedded PostgreSQL cluster.
+
+    Example: photdb db stop
+    """
     _, server = _server()
     was = server.stop()
     console.print("stopped" if was else "not running")
@@ -46,7 +52,10 @@ def stop() -> None:
 
 @db_app.command("status")
 def status() -> None:
-    """Show whether the embedded cluster exists and runs, or which server is configured."""
+    """Show whether the embedded cluster exists and runs, or which server is configured.
+
+    Example: photdb db status
+    """
     settings = load_settings()
     if not settings.embedded:
         console.print(f"configured server: {settings.host}:{settings.port}/{settings.dbname}")
@@ -66,7 +75,10 @@ def status() -> None:
 def url(
     role: str = typer.Option("readonly", "--role", "-r", help=f"One of: {', '.join(ROLES)}."),
 ) -> None:
-    """Print a libpq URL for psql; the password stays in $PHOTDB_HOME/pgpass."""
+    """Print a libpq URL for psql; the password stays in $PHOTDB_HOME/pgpass.
+
+    Example: psql "$(photdb db url --role readonly)"
+    """
     from photdb.db import database_url
 
     print(database_url(role, load_settings()))
@@ -74,7 +86,10 @@ def url(
 
 @db_app.command("init")
 def init() -> None:
-    """Create or upgrade the schema and the admin/writer/readonly roles (idempotent)."""
+    """Create or upgrade the schema and the admin/writer/readonly roles (idempotent).
+
+    Example: photdb db init
+    """
     from photdb.db import init_database
     from photdb.db.connection import resolve
 

@@ -35,7 +35,10 @@ def reference(
     ),
     config: Path | None = typer.Option(None, "--config", help="Pipeline settings (TOML)."),
 ) -> None:
-    """Mark exposures as the references of their filters (replacing earlier references)."""
+    """Mark exposures as the references of their filters (replacing earlier references).
+
+    Example: photdb reference c4d_210322_*_r_v1.fits.fz --stack
+    """
     from photdb.db import connect
     from photdb.pipeline import load_config
     from photdb.survey.references import mark_references
@@ -73,7 +76,10 @@ def process_cmd(
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed images too."),
 ) -> None:
-    """Process references, then every search image not yet processed (resumable)."""
+    """Process references, then every search image not yet processed (resumable).
+
+    Example: photdb process -j 2 --astrometric-catalog gaia.ecsv
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from photdb.pipeline import load_config
@@ -120,23 +126,55 @@ def variables(
     cross_filter: bool = typer.Option(
         False, "--cross-filter", help="Match candidates to reference sources of other filters."
     ),
-    radius: float = typer.Option(0.5, "--radius", help="Cross-filter radius, arcsec."),
+    radius: str = typer.Option(
+        "0.5arcsec",
+        "--radius",
+        help="Cross-filter radius with a unit (0.5arcsec, 0.01'); a bare number is in arcsec "
+        "(the same everywhere in photdb).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print counts and candidates as JSON."),
 ) -> None:
-    """Repeat counts (the notebook's first query) and variable candidates, worst first."""
-    from photdb.db import connect
-    from photdb.survey import store
+    """Repeat counts (the notebook's first query) and variable candidates, worst first.
 
+    Examples: photdb variables --min-repeats 2 --cross-filter ·
+    photdb variables -f g_decam --json > candidates.json ·
+    then photdb lightcurve --refsource REFID --plot star.png
+    """
+    import astropy.units as u
+
+    from photdb.api import repeat_counts, variable_candidates
+    from photdb.archive.query import parse_radius
+    from photdb.db import connect
+    from photdb.survey.queries import cross_filter_matches
+
+    r = parse_radius(radius).to_value(u.arcsec)
     with connect("readonly", load_settings()) as conn:
-        counts = store.repeat_counts(conn, filter=filter)
-        cands = store.variable_candidates(conn, filter=filter, min_repeats=min_repeats, limit=limit)
-        matches = (
-            store.cross_filter_matches(conn, cands, radius_arcsec=radius) if cross_filter else None
-        )
+        counts = repeat_counts(filter=filter, conn=conn)
+        cands = variable_candidates(filter=filter, min_repeats=min_repeats, limit=limit,
+                                    conn=conn)  # fmt: skip
+        matches = cross_filter_matches(conn, cands, radius_arcsec=r) if cross_filter else None
+    cands.remove_column("coord")
+    if as_json:
+        import json
+
+        from photdb.cli.present import _jsonable
+
+        doc = {"repeat_counts": [dict(zip(counts.colnames, map(_jsonable, row), strict=True))
+                                 for row in counts],
+               "candidates": [dict(zip(cands.colnames, map(_jsonable, row), strict=True))
+                              for row in cands]}  # fmt: skip
+        if matches is not None:
+            doc["cross_filter"] = [dict(zip(matches.colnames, map(_jsonable, row), strict=True))
+                                   for row in matches]  # fmt: skip
+        print(json.dumps(doc, indent=1))
+        return
     console.print(repeat_table(counts))
     if len(cands) == 0:
         console.print(f"no candidates with at least {min_repeats} detections")
         return
     console.print(candidates_table(cands, matches))
+    console.print(f"light curve of one: photdb lightcurve --refsource {cands['refsource_id'][0]}",
+                  highlight=False)  # fmt: skip
 
 
 @app.command("demo")
@@ -146,7 +184,10 @@ def demo(
     ),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel worker processes."),
 ) -> None:
-    """Simulate a small survey, ingest, reference, process, list variables, plot one."""
+    """Simulate a small survey, ingest, reference, process, list variables, plot one.
+
+    Example: photdb demo -j 2, then photdb serve and open http://127.0.0.1:8000/candidates
+    """
     from photdb.survey.demo import run_demo
 
     result = run_demo(outdir, jobs=jobs, say=lambda text: console.print(text, highlight=False))
@@ -155,6 +196,15 @@ def demo(
     console.print(repeat_table(result.counts))
     if len(result.candidates) == 0:
         console.print("no repeated variable candidates")
-        return
-    console.print(candidates_table(result.candidates, result.matches))
-    console.print(f"light curve of the top candidate: {result.plot}")
+    else:
+        console.print(candidates_table(result.candidates, result.matches))
+        console.print(f"light curve of the top candidate: {result.plot}", highlight=False)
+        console.print(f"  its points: photdb lightcurve --refsource {result.top_refsource_id}",
+                      highlight=False)  # fmt: skip
+    console.print(
+        "see the results in your browser: run  photdb serve  and open "
+        "http://127.0.0.1:8000/candidates"
+        + (f"  (top candidate: http://127.0.0.1:8000/lightcurve?refsource="
+           f"{result.top_refsource_id})" if result.top_refsource_id else ""),
+        highlight=False,
+    )  # fmt: skip

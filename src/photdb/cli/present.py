@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import sys
 
 import numpy as np
 from rich.table import Table as RichTable
 
+from photdb.bands import band_family
 from photdb.cli.app import console
+from photdb.lightcurve import band_label
 
-__all__ = ["candidates_table", "is_empty", "repeat_table", "show_table"]
+__all__ = ["candidates_table", "is_empty", "print_json", "repeat_table", "show_table"]
 
 
 def repeat_table(counts) -> RichTable:
@@ -39,12 +44,14 @@ def candidates_table(cands, matches=None) -> RichTable:
     if matches is not None:
         t.add_column("other filters", min_width=12)
     for r in cands:
-        row = [str(r["refsource_id"]), str(r["filter"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}",
+        row = [str(r["refsource_id"]), band_label(str(r["filter"])), f"{r['ra']:.5f}",
+               f"{r['dec']:.5f}",
                f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
                f"{r['amplitude']:.2f}", _epoch_span(r["epochs"])]  # fmt: skip
         if matches is not None:
             sel = matches[matches["refsource_id"] == r["refsource_id"]]
-            row.append(" ".join(f"{m['match_filter']}:{m['match_id']}({m['match_ndet']})"
+            row.append(" ".join(f"{band_family(str(m['match_filter']))}:{m['match_id']}"
+                                f"({m['match_ndet']})"
                                 for m in sel) or "-")  # fmt: skip
         t.add_row(*row)
     return t
@@ -73,3 +80,29 @@ def show_table(table, title: str, *, digits: dict[str, int] | None = None) -> No
                 cells.append(str(value))
         out.add_row(*cells)
     console.print(out)
+
+
+def _jsonable(value):
+    if value is None or value is np.ma.masked:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def print_json(table, *, meta=None) -> None:
+    """Print ``{"meta": ..., "columns": {name: unit}, "rows": [{...}, ...]}`` on stdout;
+    masked, NaN and infinite values are null."""
+    rows = [{n: _jsonable(row[n]) for n in table.colnames} for row in table]
+    units = {n: (str(table[n].unit) if getattr(table[n], "unit", None) is not None else None)
+             for n in table.colnames}  # fmt: skip
+    doc = {"meta": _jsonable(dict(meta or {})), "columns": units, "rows": rows}
+    sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")

@@ -110,11 +110,7 @@ def run_demo(
         matches = queries.cross_filter_matches(conn, cands)
         if len(cands):
             top = int(cands["refsource_id"][0])
-            ra, dec = queries.reference_position(conn, top)
-            lc = queries.lightcurve_by_cone(conn, ra, dec, 0.5)
-            plot = plot_lightcurve(
-                lc, outdir / f"lightcurve_{top}.png",
-                title=f"reference source {top} (RA {ra:.5f}, Dec {dec:.5f}), 0.5\" cone",
-            )  # fmt: skip
+            lc = queries.lightcurve_of_star(conn, top)
+            plot = plot_lightcurve(lc, outdir / f"lightcurve_{top}.png")
     return DemoResult(outdir, counts, cands, matches, plot, top, tuple(rep.failed),
                       len(rep.done), time.perf_counter() - t0)  # fmt: skip

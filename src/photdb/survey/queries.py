@@ -22,9 +22,11 @@ __all__ = [
     "forced_points",
     "lightcurve_by_cone",
     "lightcurve_by_refsource",
+    "lightcurve_of_star",
     "reference_info",
     "reference_position",
     "repeat_counts",
+    "sources_in_cone",
 ]
 
 
@@ -144,11 +146,12 @@ def cross_filter_matches(
 
 
 _LC_FIELDS = ("mjd", "band", "mag", "mag_err", "mag_err_raw", "is_reference", "ref_id",
-              "galsource_id", "galimage_id", "ra", "dec", "filename")  # fmt: skip
+              "galsource_id", "galimage_id", "ra", "dec", "filename", "reference_image",
+              "zero_point", "error_factor", "flags")  # fmt: skip
 
 _LC_SELECT = """
 SELECT e.mjd, e.filter, s.mag, s.magerr, s.magerr_raw, e.is_reference, s.ref_id,
-       s.id, s.galimage_id, s.ra, s.dec, o.filename
+       s.id, s.galimage_id, s.ra, s.dec, o.filename, i.reference, i.zp, i.error_factor, s.flags
 FROM galsources s
 JOIN galimages i ON s.galimage_id = i.id
 JOIN galexposures e ON i.galexposure_id = e.id
@@ -162,17 +165,20 @@ def _lc_table(rows: list[tuple]) -> Table:
     return lightcurve_table(cols)
 
 
-def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int) -> Table:
-    """Light curve of one reference source: its reference row and every forced measurement.
+def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int | list[int]) -> Table:
+    """Light curve of one reference source (or several): the reference row and every
+    forced measurement.
 
     A :func:`photdb.lightcurve.lightcurve_table`, ordered by ``mjd``; the reference
     catalogue row has ``ref_id`` masked.
     """
+    ids = [int(i) for i in refsource_id] if isinstance(refsource_id, list) else [
+        int(refsource_id)]  # fmt: skip
     rows = conn.execute(
-        sql.SQL("{} WHERE s.id = %(id)s UNION ALL {} WHERE s.ref_id = %(id)s ORDER BY 1").format(
-            sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)
-        ),
-        {"id": int(refsource_id)},
+        sql.SQL(
+            "{} WHERE s.id = ANY(%(ids)s) UNION ALL {} WHERE s.ref_id = ANY(%(ids)s) ORDER BY 1"
+        ).format(sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)),
+        {"ids": ids},
     ).fetchall()
     return _lc_table(rows)
 
@@ -209,3 +215,80 @@ def reference_position(conn: psycopg.Connection, refsource_id: int) -> tuple[flo
     if row is None:
         raise KeyError(refsource_id)
     return float(row[0]), float(row[1])
+
+
+_CONE_SOURCES = """
+SELECT s.id, s.ra, s.dec, s.mag, s.magerr, e.filter, e.mjd, e.is_reference, s.ref_id,
+       s.galimage_id, s.flags, q3c_dist(%(ra)s, %(dec)s, s.ra, s.dec) * 3600.0 AS dist
+FROM galsources s
+JOIN galimages i ON s.galimage_id = i.id
+JOIN galexposures e ON i.galexposure_id = e.id
+WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, %(r)s)
+ORDER BY dist, s.id
+LIMIT %(limit)s
+"""
+SOURCE_COLUMNS = ("id", "ra", "dec", "mag", "magerr", "filter", "mjd", "is_reference", "ref_id",
+                  "galimage_id", "flags", "dist_arcsec")  # fmt: skip
+
+
+def sources_in_cone(
+    conn: psycopg.Connection, ra: float, dec: float, radius_arcsec: float, *, limit: int = 10_000
+) -> Table:
+    """Pipeline measurements (``galsources``) within ``radius_arcsec`` of (ra, dec) deg,
+    nearest first, at most ``limit``: :data:`SOURCE_COLUMNS` (NaN/-1 for NULL)."""
+    rows = conn.execute(
+        _CONE_SOURCES,
+        {"ra": float(ra), "dec": float(dec), "r": radius_arcsec / 3600.0, "limit": int(limit)},
+    ).fetchall()
+    types = (np.int64, float, float, float, float, str, float, bool, np.int64, np.int64,
+             np.int64, float)  # fmt: skip
+    nulls = {np.int64: -1, float: np.nan, str: "", bool: False}
+    cols = {}
+    for k, (name, typ) in enumerate(zip(SOURCE_COLUMNS, types, strict=True)):
+        cols[name] = np.array([nulls[typ] if r[k] is None else r[k] for r in rows],
+                              dtype=typ if typ is not str else "U16")  # fmt: skip
+    t = Table(cols)
+    for name, unit in (("ra", "deg"), ("dec", "deg"), ("mag", "mag"), ("magerr", "mag"),
+                       ("mjd", "d"), ("dist_arcsec", "arcsec")):  # fmt: skip
+        t[name].unit = unit
+    return t
+
+
+def lightcurve_of_star(
+    conn: psycopg.Connection, refsource_id: int, *, cross_radius_arcsec: float = 0.5
+) -> Table:
+    """A reference source's light curve in every filter: its own forced measurements and
+    those of the nearest reference source of each other filter within
+    ``cross_radius_arcsec``.
+
+    A :func:`photdb.lightcurve.lightcurve_table` by time; ``meta`` has ``ra``, ``dec``
+    (deg, of the reference source) and ``refsource_ids`` (the one asked for first).
+
+    Raises
+    ------
+    KeyError
+        No such galsources row, or it is a forced measurement (``ref_id`` set).
+    """
+    row = conn.execute(
+        "SELECT s.ra, s.dec, s.ref_id, e.filter FROM galsources s"
+        " JOIN galimages i ON i.id = s.galimage_id JOIN galexposures e ON e.id = i.galexposure_id"
+        " WHERE s.id = %s",
+        [int(refsource_id)],
+    ).fetchone()
+    if row is None or row[2] is not None:
+        raise KeyError(refsource_id)
+    ra, dec, _, band = row
+    others = conn.execute(
+        """
+        SELECT DISTINCT ON (e.filter) b.id FROM galsources b
+        JOIN galimages i ON b.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id
+        WHERE q3c_join(%(ra)s, %(dec)s, b.ra, b.dec, %(r)s) AND b.ref_id IS NULL
+          AND e.filter IS DISTINCT FROM %(band)s
+        ORDER BY e.filter, q3c_dist(%(ra)s, %(dec)s, b.ra, b.dec), b.id
+        """,
+        {"ra": ra, "dec": dec, "r": cross_radius_arcsec / 3600.0, "band": band},
+    ).fetchall()
+    ids = [int(refsource_id), *(int(r[0]) for r in others)]
+    table = lightcurve_by_refsource(conn, ids)
+    table.meta.update(ra=float(ra), dec=float(dec), refsource_ids=ids)
+    return table

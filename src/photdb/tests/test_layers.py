@@ -34,11 +34,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "variability",
         "diffphot",
         "plot",
+        "export",
     ),  # fmt: skip
     "sim": ("sim/",),
     "pipeline": ("pipeline/",),
     "db": ("db/",),
-    "storage": ("survey/store", "survey/bookkeeping", "survey/queries"),
+    "storage": ("survey/store", "survey/bookkeeping", "survey/queries", "survey/browse"),
     "archive": ("archive/",),
     "survey": ("survey/",),
     "api": ("api",),
