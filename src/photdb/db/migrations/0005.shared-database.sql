@@ -18,6 +18,8 @@
 --   galexposures.filter, galimages.extname, telescope/instrument/observatory
 --   names. observations.ingest_notes keeps what ingest could not use, and why.
 -- * objects.auid and objects.aavso_label keep AAVSO identifiers and chart labels.
+-- * galimages (galexposure_id, hdu) is unique: concurrent ingests cannot store an
+--   HDU twice.
 
 CREATE VIEW photdb_schema AS
     SELECT DISTINCT migration_id, applied_at_utc FROM _yoyo_migration;
@@ -35,6 +37,9 @@ ALTER TABLE galimages ALTER COLUMN extname TYPE varchar(68);
 ALTER TABLE telescopes ALTER COLUMN name TYPE varchar(68);
 ALTER TABLE instruments ALTER COLUMN name TYPE varchar(68);
 ALTER TABLE observatories ALTER COLUMN name TYPE varchar(68);
+
+-- an HDU of a file is one image, once (ingest may add back an HDU deleted from a file)
+CREATE UNIQUE INDEX galimages_exposure_hdu_key ON galimages (galexposure_id, hdu);
 
 -- ---------------------------------------------------------------- AAVSO identifiers
 ALTER TABLE objects ADD COLUMN auid varchar(32);
