@@ -96,19 +96,22 @@ def test_time_conversions(loaded, tmp_path, kind):
     assert loaded.execute("SELECT DISTINCT band FROM photosys").fetchall() == [("i_sdss",)]
 
 
-def test_unknown_object_rolls_back(loaded, tmp_path):
+def test_unknown_object_is_refused_per_row_and_reload_adds_nothing(loaded, tmp_path):
     table = Table(
         {
-            "jd": [2459510.3, 2459510.4],
-            "mag": [1.0, 2.0],
-            "mag_err": [0.1, 0.1],
-            "object": ["TYC 4568-471-1", "no such star"],
+            "jd": [2459510.3, 2459510.4, 2459510.5],
+            "mag": [1.0, 2.0, 3.0],
+            "mag_err": [0.1, 0.1, 0.1],
+            "object": ["TYC 4568-471-1", "no such star", "TYC 4568-471-1"],
         }
     )
-    with pytest.raises(ValueError, match="no such star"):
-        load_lightcurves(loaded, table, datasource="x", band="V")
-    assert loaded.execute("SELECT count(*) FROM lightcurves").fetchone()[0] == 0
-    assert loaded.execute("SELECT count(*) FROM datasources").fetchone()[0] == 0
+    rep = load_lightcurves(loaded, table, datasource="x", band="V")
+    assert (rep.inserted, rep.skipped, rep.present) == (2, 1, 0)
+    assert rep.messages == ("row 2: object 'no such star' not found in objects; refused",)
+    again = load_lightcurves(loaded, table, datasource="x", band="V")
+    assert (again.inserted, again.skipped, again.present) == (0, 1, 2)
+    assert loaded.execute("SELECT count(*) FROM lightcurves").fetchone()[0] == 2
+    assert loaded.execute("SELECT count(*) FROM datasources").fetchone()[0] == 1
 
 
 def _seed() -> list[str]:
