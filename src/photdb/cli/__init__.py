@@ -19,6 +19,14 @@ from photdb.errors import PhotdbError
 
 console = Console()
 err_console = Console(stderr=True)
+#: Global options of this invocation (set by the root callback).
+state = {"verbose": False}
+
+
+def verbose() -> bool:
+    """True when ``--verbose`` was given: every warning and refused row is printed."""
+    return bool(state["verbose"])
+
 
 app = typer.Typer(
     name="photdb",
@@ -38,12 +46,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what photdb does."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show every warning and refused row; log what photdb does."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """photdb: time-domain photometry on PostgreSQL."""
+    state["verbose"] = verbose
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
@@ -57,7 +68,7 @@ def _root(
 def _register() -> None:
     from photdb.cli import db  # noqa: F401
 
-    for name in ("archive", "pipeline"):
+    for name in ("archive", "loads", "pipeline"):
         try:
             __import__(f"photdb.cli.{name}")
         except ModuleNotFoundError as exc:  # a half of photdb not yet installed
@@ -67,11 +78,20 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point of the ``photdb`` console script."""
+    import psycopg
+
     _register()
     try:
         app()
     except PhotdbError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except psycopg.OperationalError as exc:  # e.g. the server went away mid-command
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        err_console.print(
+            f"[bold red]error:[/] lost the database server: {text}", highlight=False,
+            soft_wrap=True,
+        )  # fmt: skip
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")

@@ -267,7 +267,7 @@ def test_ingest_and_loads(env, invoke, db_settings, tmp_path):
         lc = get_lightcurve(conn, object="SS Cyg")
         assert lc["jd"].tolist() == pytest.approx([2459510.3, 2459510.4], abs=1e-8)
         Table({"jd": [2459510.5], "mag": [12.0], "err": [0.01]}).write(tmp_path / "lc2.csv")
-        code, _, err = invoke(
+        code, out, err = invoke(
             "lightcurves",
             "load",
             tmp_path / "lc2.csv",
@@ -278,4 +278,12 @@ def test_ingest_and_loads(env, invoke, db_settings, tmp_path):
             "--band",
             "V",
         )
-        assert code == 1 and "nothing loaded" in err
+        assert code == 1 and "0 inserted" in out and "1 refused" in out
+        assert "row 1: object 'Nobody' not found in objects; refused" in err
+        # the same file twice adds nothing and says so
+        code, out, err = invoke(
+            "lightcurves", "load", tmp_path / "lc.csv", "--datasource", "KOL", "--band", "V",
+            "--time-format", "jd",
+        )  # fmt: skip
+        assert code == 0 and "0 inserted, 2 already present" in out and "nothing new" in out
+        assert len(get_lightcurve(conn, object="SS Cyg")) == 2
