@@ -26,10 +26,10 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
-from astropy.table import MaskedColumn, Table
+from astropy.table import MaskedColumn, Table, vstack
 
 from photdb.archive.objmerge import merge_rows
-from photdb.archive.tables import read_table
+from photdb.archive.tables import iter_chunks
 
 __all__ = [
     "CATALOGUES",
@@ -196,7 +196,9 @@ def read_object_table(
         document. ``meta['notes']`` says where names went and which columns
         are not stored.
     """
-    return objects_from_table(read_table(Path(path), format), catalogue=catalogue, columns=columns)
+    chunks = list(iter_chunks(Path(path), format=format))
+    table = chunks[0] if len(chunks) == 1 else vstack(chunks, metadata_conflicts="silent")
+    return objects_from_table(table, catalogue=catalogue, columns=columns)
 
 
 def objects_from_table(

@@ -22,11 +22,14 @@ from photdb.db.copy import Column, copy_columns
 __all__ = ["Resolver"]
 
 _MAX_BAND, _MAX_PROGID = 68, 32  # photosys.band, datasources.progid
+# MATERIALIZED: planned as a bitmap OR of the name indexes, never as a walk of the
+# primary key in id order (what ORDER BY id LIMIT 2 alone invites)
 _BY_NAME = """
-SELECT id FROM objects WHERE gaia_name = %s OR lower(simbad_name) = lower(%s)
-    OR lower(vsx_name) = lower(%s) OR lower(ucac4_name) = lower(%s)
-    OR lower(apass_name) = lower(%s) OR lower(auid) = lower(%s)
-ORDER BY id LIMIT 2
+WITH m AS MATERIALIZED (
+    SELECT id FROM objects WHERE gaia_name = %s OR lower(simbad_name) = lower(%s)
+        OR lower(vsx_name) = lower(%s) OR lower(ucac4_name) = lower(%s)
+        OR lower(apass_name) = lower(%s) OR lower(auid) = lower(%s))
+SELECT id FROM m ORDER BY id LIMIT 2
 """
 _BY_POSITION = """
 SELECT p.i, (SELECT o.id FROM objects o
@@ -34,6 +37,18 @@ SELECT p.i, (SELECT o.id FROM objects o
              ORDER BY o.coordequ <-> spoint(radians(p.ra), radians(p.dec)) LIMIT 1)
 FROM lc_positions p
 """
+
+
+def _per_value(values: np.ndarray, fn) -> np.ndarray:
+    """``fn(value)`` for each distinct non-None value, spread back to every row (object array)."""
+    out = np.full(len(values), None, dtype=object)
+    have = np.flatnonzero(np.not_equal(values, None))
+    if have.size:
+        uniq, inverse = np.unique(values[have].astype(str), return_inverse=True)
+        results = np.empty(len(uniq), dtype=object)
+        results[:] = [fn(u) for u in uniq]
+        out[have] = results[inverse.ravel()]
+    return out
 
 
 class Resolver:
@@ -101,12 +116,13 @@ class Resolver:
             for i in np.flatnonzero(have)[~exists]:
                 why[i] = f"object_id {ids[i]} not in objects"
         names = texts(table, "object")
-        for i in np.flatnonzero(ok & (out < 0) & (names != None)):  # noqa: E711
-            hit = self._by_name(str(names[i]))
-            if isinstance(hit, str):
-                why[i] = hit
-            else:
-                out[i] = hit
+        todo = ok & (out < 0) & np.not_equal(names, None)
+        hits = _per_value(np.where(todo, names, None), self._by_name)
+        for i in np.flatnonzero(todo):
+            if isinstance(hits[i], str):
+                why[i] = hits[i]
+        found = todo & np.array([isinstance(h, int) for h in hits], bool)
+        out[found] = hits[found].astype(np.int64)
         if "ra" in table.colnames and "dec" in table.colnames:
             ra, fine_ra = numbers(table, "ra", rows, ref, limit=361)
             dec, fine_dec = numbers(table, "dec", rows, ref, limit=91)
@@ -186,15 +202,15 @@ class Resolver:
         long = ~missing & np.array([v is not None and len(str(v)) > limit for v in values])
         ok = ref.add(rows, missing, lambda i: f"no {what} (column or --{what})")
         ok &= ref.add(rows, long, lambda i: f"{what} {values[i]!r} is over {limit} characters")
-        for v in set(values[ok]):
-            out[ok & (values == v)] = self._id_of(table, str(v))
+        ids = _per_value(np.where(ok, values, None), lambda v: self._id_of(table, v))
+        out[ok] = ids[ok].astype(np.int64)
         return out, ok
 
     def bands(self, table, rows, ref, default) -> tuple[np.ndarray, np.ndarray]:
         """photosys id per row (the band normalised by the FILTER map; created if new)."""
         raw = texts(table, "band")
         raw[np.equal(raw, None)] = default
-        values = np.array([None if b is None else (normalise_band(b) or b) for b in raw], object)
+        values = _per_value(raw, lambda b: normalise_band(b) or b)
         return self._named("photosys", values, rows, ref, _MAX_BAND, "band")
 
     def sources(self, table, rows, ref, default) -> tuple[np.ndarray, np.ndarray]:

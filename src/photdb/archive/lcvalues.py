@@ -92,6 +92,7 @@ def rename_columns(table: Table, columns: Mapping[str, str] | None = None) -> Ta
     ValueError
         A mapped column that the file does not have.
     """
+    table.meta.setdefault("columns_in_file", list(table.colnames))
     lower = {c.lower().strip(): c for c in table.colnames}
     renames: dict[str, str] = {}
     for canon, name in (columns or {}).items():
@@ -123,9 +124,10 @@ def time_column(table: Table, time_format: str | None) -> tuple[str, str]:
             if isinstance(table[name], Time):
                 return name, "time"
             return name, (time_format or kind)
+    names = table.meta.get("columns_in_file", table.colnames)
     raise ValueError(
-        f"no time column: the file has {', '.join(table.colnames)}; accepted: "
-        f"{', '.join(TIME_COLUMNS)}"
+        f"no time column: the file has {', '.join(names)}; accepted: "
+        f"{', '.join(TIME_COLUMNS)} (or map one with --column jd=NAME, mjd=NAME, ...)"
     )
 
 

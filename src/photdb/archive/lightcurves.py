@@ -21,8 +21,6 @@ points take seconds (``benchmarks/load_speed.py``).
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from photdb.archive.lcvalues import (
     to_utc,
     utc_times,
 )
+from photdb.archive.lcwrite import KEY, existing_keys, new_ids, write_metadata
 from photdb.archive.obstime import pg_micros
 from photdb.archive.tables import iter_chunks, read_table
 from photdb.db.copy import Column, copy_columns
@@ -80,9 +79,6 @@ META_KEYS = (
     "check_stars",
     "airmass",
 )
-_KEY = np.dtype([("o", "<i8"), ("t", "<i8"), ("p", "<i8"), ("d", "<i8"), ("b", "<i8")])
-#: A row of the binary COPY of existing keys: field count, then (length, int8) x 5.
-_KEY_ROW = np.dtype([("nf", ">i2"), *[(k, [("l", ">i4"), ("v", ">i8")]) for k in "otpdb"]])
 
 
 @dataclass(frozen=True)
@@ -159,13 +155,17 @@ def _check_columns(table: Table, run: _Run) -> None:
     """File-level checks, once: a magnitude column, a time column; note what is not stored."""
     if not {"magnitude", "mag_diff"} & set(table.colnames):
         accepted = ", ".join(ALIASES["magnitude"] + ALIASES["mag_diff"])
+        names = table.meta.get("columns_in_file", table.colnames)
         raise ValueError(
-            f"no magnitude column: the file has {', '.join(table.colnames)}; accepted names "
+            f"no magnitude column: the file has {', '.join(names)}; accepted names "
             f"are {accepted}; map yours with --column magnitude=NAME (or mag_diff=NAME)"
         )
     time_column(table, run.time_format)
     used = {*ALIASES, *TIME_COLUMNS, *META_KEYS}
-    unused = [c for c in table.colnames if c not in used]
+    renamed = dict(
+        zip(table.colnames, table.meta.get("columns_in_file", table.colnames), strict=False)
+    )
+    unused = [renamed.get(c, c) for c in table.colnames if c not in used]
     if unused:
         run.notes.append(f"columns not stored: {', '.join(unused)}")
 
@@ -208,14 +208,14 @@ def _chunk(cur: psycopg.Cursor, table: Table, run: _Run) -> None:
     micros = np.zeros(n, np.int64)
     micros[ok] = pg_micros(times[ok]) if ok.any() else micros[ok]
     mjd = np.asarray(times.mjd, float)
-    keys = np.zeros(n, _KEY)
+    keys = np.zeros(n, KEY)
     keys["o"], keys["t"], keys["p"], keys["d"] = obj, micros, band, source
     keys["b"] = np.where(obs < 0, -1, obs)
     keep = _new_points(cur, keys, ok, rows, run)
     if not keep.any():
         return
     meta = {k: table[k] for k in META_KEYS if k in table.colnames}
-    ids = _ids(cur, int(keep.sum())) if meta else None
+    ids = new_ids(cur, int(keep.sum())) if meta else None
     cols = [
         Column("object_id", "int4", obj[keep]),
         Column("dateobs", "timestamptz", micros[keep]),
@@ -231,7 +231,7 @@ def _chunk(cur: psycopg.Cursor, table: Table, run: _Run) -> None:
     copy_columns(cur, "lightcurves", cols)
     run.counts["inserted"] += int(keep.sum())
     if ids is not None:
-        _metadata(cur, ids, {k: v[keep] for k, v in meta.items()})
+        write_metadata(cur, ids, {k: v[keep] for k, v in meta.items()})
 
 
 def _new_points(
@@ -251,90 +251,12 @@ def _new_points(
     idx = np.flatnonzero(keep)
     if not idx.size:
         return keep
-    existing = _existing(cur, keys[idx])
+    existing = existing_keys(cur, keys[idx])
     if existing.size:
         there = np.isin(keys[idx], existing)
         keep[idx[there]] = False
         run.counts["present"] += int(there.sum())
     return keep
-
-
-def _existing(cur: psycopg.Cursor, keys: np.ndarray) -> np.ndarray:
-    """Keys already stored among the objects and time range of ``keys``."""
-    sql = (
-        "COPY (SELECT object_id::int8, (extract(epoch FROM dateobs - timestamptz"
-        " '2000-01-01 00:00:00+00') * 1000000)::int8, coalesce(photosys_id, -1)::int8,"
-        " coalesce(datasource_id, -1)::int8, coalesce(observation_id, -1)::int8"
-        " FROM lightcurves WHERE object_id = ANY(%s) AND dateobs BETWEEN"
-        " timestamptz '2000-01-01 00:00:00+00' + %s * interval '1 microsecond' AND"
-        " timestamptz '2000-01-01 00:00:00+00' + %s * interval '1 microsecond')"
-        " TO STDOUT (FORMAT BINARY)"
-    )
-    objects = sorted({int(o) for o in np.unique(keys["o"])})
-    params = [objects, int(keys["t"].min()), int(keys["t"].max())]
-    data = bytearray()
-    with cur.copy(sql, params) as cp:
-        for block in cp:
-            data += block
-    raw = np.frombuffer(bytes(data[19:-2]), _KEY_ROW)  # without header (19 bytes), trailer (2)
-    out = np.zeros(len(raw), _KEY)
-    for k in "otpdb":
-        out[k] = raw[k]["v"]
-    return out
-
-
-def _ids(cur: psycopg.Cursor, n: int) -> np.ndarray:
-    rows = cur.execute(
-        "SELECT nextval(pg_get_serial_sequence('lightcurves', 'id')) FROM generate_series(1, %s)",
-        [n],
-    ).fetchall()
-    return np.array([r[0] for r in rows], np.int64)
-
-
-def _json_value(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _comp_list(value) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, list | tuple | np.ndarray):
-        return [str(v).strip() for v in value]
-    text = str(value).strip()
-    if text.startswith("["):
-        try:
-            return [str(v) for v in json.loads(text)]
-        except ValueError:
-            pass
-    return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
-
-
-def _metadata(cur: psycopg.Cursor, ids: np.ndarray, meta: dict) -> None:
-    columns = {}
-    for key, col in meta.items():
-        mask = np.ma.getmaskarray(col)
-        values = np.ma.getdata(col).tolist()
-        columns[key] = [None if m else _json_value(v) for v, m in zip(values, mask, strict=True)]
-    docs = []
-    for i in range(len(ids)):
-        data = {k: v[i] for k, v in columns.items() if v[i] is not None and v[i] != ""}
-        if "comp_stars" in data:
-            data["comp_stars"] = _comp_list(data["comp_stars"])
-        docs.append(json.dumps(data) if data else None)
-    has = np.array([d is not None for d in docs], bool)
-    if has.any():
-        copy_columns(
-            cur,
-            "metadata_lc_json",
-            [
-                Column("lightcurve_id", "int8", ids[has]),
-                Column("data", "jsonb", np.array(docs, dtype=object)[has]),
-            ],
-        )
 
 
 def _report(run: _Run) -> LightcurveReport:

@@ -26,6 +26,9 @@ _STAGE = (
     + ", ".join(f"{c} text" for c in _NAMES)
     + ", match int4) ON COMMIT DROP"
 )
+# the text form keeps the exact degrees (as '(325.679d, 43.5862d)' in the document);
+# spoint has no binary input, so the staging table holds ra/dec and this builds the point
+_PT = "('(' || s.ra || 'd, ' || s.dec || 'd)')::spoint"  # NULL when ra or dec is
 _MATCH = (
     # by Gaia id, then AUID
     "UPDATE objects_stage s SET match = o.id FROM objects o"
@@ -33,16 +36,16 @@ _MATCH = (
     "UPDATE objects_stage s SET match = o.id FROM objects o"
     " WHERE s.match IS NULL AND s.auid IS NOT NULL AND o.auid = s.auid",
     # by position, never across two different Gaia ids or AUIDs
-    "UPDATE objects_stage s SET match = (SELECT o.id FROM objects o"
-    " WHERE o.coordequ <@ scircle(s.pt, %(r)s)"
+    f"UPDATE objects_stage s SET match = (SELECT o.id FROM objects o"
+    f" WHERE o.coordequ <@ scircle({_PT}, %(r)s)"
     " AND (o.gaia_name IS NULL OR s.gaia_name IS NULL)"
     " AND (o.auid IS NULL OR s.auid IS NULL)"
-    " ORDER BY o.coordequ <-> s.pt LIMIT 1) WHERE s.match IS NULL AND s.pt IS NOT NULL",
+    f" ORDER BY o.coordequ <-> {_PT} LIMIT 1) WHERE s.match IS NULL AND s.ra IS NOT NULL",
     # by name, for objects without a position
-    "UPDATE objects_stage s SET match = (SELECT o.id FROM objects o"
+    "UPDATE objects_stage s SET match = (SELECT min(o.id) FROM objects o"
     " WHERE lower(o.simbad_name) = lower(s.simbad_name) OR lower(o.vsx_name) = lower(s.vsx_name)"
-    " OR lower(o.ucac4_name) = lower(s.ucac4_name) OR lower(o.apass_name) = lower(s.apass_name)"
-    " ORDER BY o.id LIMIT 1) WHERE s.match IS NULL AND s.pt IS NULL",
+    " OR lower(o.ucac4_name) = lower(s.ucac4_name) OR lower(o.apass_name) = lower(s.apass_name))"
+    " WHERE s.match IS NULL AND s.ra IS NULL",
     # two list objects matched to one known object: one of them only, if their ids differ
     "WITH f AS (SELECT DISTINCT ON (match) match, gaia_name FROM objects_stage"
     " WHERE match IS NOT NULL AND gaia_name IS NOT NULL ORDER BY match, gid)"
@@ -53,13 +56,22 @@ _MATCH = (
     " UPDATE objects_stage s SET match = NULL FROM f WHERE s.match = f.match"
     " AND s.auid IS NOT NULL AND s.auid <> f.auid",
 )
-_FILL = (
+# fill the gaps of matched objects: each object from the first list object matched to it
+# (from all of them, in list order, when several were)
+_FILL_ONE = (
+    f"WITH f AS (SELECT DISTINCT ON (match) match, {_PT} AS pt, "
+    + ", ".join(_NAMES)
+    + " FROM objects_stage s WHERE match IS NOT NULL ORDER BY match, gid)"
+)
+_FILL_MANY = (
     "WITH f AS (SELECT match, "
     + ", ".join(
         f"(array_agg({c} ORDER BY gid) FILTER (WHERE {c} IS NOT NULL))[1] AS {c}" for c in _NAMES
     )
-    + ", (array_agg(pt ORDER BY gid) FILTER (WHERE pt IS NOT NULL))[1] AS pt"
-    " FROM objects_stage WHERE match IS NOT NULL GROUP BY match)"
+    + f", (array_agg({_PT} ORDER BY gid) FILTER (WHERE s.ra IS NOT NULL))[1] AS pt"
+    " FROM objects_stage s WHERE match IS NOT NULL GROUP BY match)"
+)
+_FILL = (
     " UPDATE objects o SET coordequ = COALESCE(o.coordequ, f.pt), "
     + ", ".join(f"{c} = COALESCE(o.{c}, f.{c})" for c in _NAMES)
     + " FROM f WHERE o.id = f.match AND ((o.coordequ IS NULL AND f.pt IS NOT NULL) OR "
@@ -68,7 +80,7 @@ _FILL = (
 )
 _INSERT = (
     f"INSERT INTO objects (coordequ, {', '.join(_NAMES)})"
-    f" SELECT pt, {', '.join(_NAMES)} FROM objects_stage WHERE match IS NULL ORDER BY gid"
+    f" SELECT {_PT}, {', '.join(_NAMES)} FROM objects_stage s WHERE match IS NULL ORDER BY gid"
 )
 
 
@@ -88,19 +100,13 @@ def store_objects(
                 Column("ra", "float8", v["ra"]), Column("dec", "float8", v["dec"])]  # fmt: skip
         cols += [Column(c, "text", v[c]) for c in _NAMES]
         copy_columns(cur, "objects_stage", cols)
-        # spoint has no binary input: the column comes after the COPY. The text form
-        # keeps the exact degrees (as '(325.679d, 43.5862d)' in the document)
-        cur.execute("ALTER TABLE objects_stage ADD COLUMN pt spoint")
-        cur.execute(
-            "UPDATE objects_stage SET pt = format('(%sd, %sd)', ra, dec)::spoint"
-            " WHERE ra IS NOT NULL AND dec IS NOT NULL"
-        )
+        cur.execute("ANALYZE objects_stage")
         for stmt in _MATCH:
             cur.execute(stmt, {"r": math.radians(radius_arcsec / 3600.0)})
-        (matched,) = cur.execute(
-            "SELECT count(*) FROM objects_stage WHERE match IS NOT NULL"
+        matched, shared = cur.execute(
+            "SELECT count(match), count(match) - count(DISTINCT match) FROM objects_stage"
         ).fetchone()
-        cur.execute(_FILL)
+        cur.execute((_FILL_MANY if shared else _FILL_ONE) + _FILL)
         counts["updated"] = cur.rowcount
         counts["unchanged"] = int(matched) - cur.rowcount
         cur.execute(_INSERT)

@@ -47,6 +47,15 @@ ALTER TABLE objects ADD COLUMN aavso_label varchar(32);
 COMMENT ON COLUMN objects.auid IS 'AAVSO unique identifier (AUID), e.g. 000-BBQ-208';
 COMMENT ON COLUMN objects.aavso_label IS 'label of the star on AAVSO charts (comparison stars)';
 CREATE UNIQUE INDEX objects_auid_key ON objects (auid) WHERE auid IS NOT NULL;
+-- every name an object is looked up by has an index (one lookup per name, not a scan);
+-- partial, so the many objects without that name cost nothing on insert
+DROP INDEX objects_simbad_name_idx;
+DROP INDEX objects_vsx_name_idx;
+CREATE INDEX objects_simbad_name_idx ON objects (lower(simbad_name)) WHERE simbad_name IS NOT NULL;
+CREATE INDEX objects_vsx_name_idx ON objects (lower(vsx_name)) WHERE vsx_name IS NOT NULL;
+CREATE INDEX objects_ucac4_name_idx ON objects (lower(ucac4_name)) WHERE ucac4_name IS NOT NULL;
+CREATE INDEX objects_apass_name_idx ON objects (lower(apass_name)) WHERE apass_name IS NOT NULL;
+CREATE INDEX objects_auid_lower_idx ON objects (lower(auid)) WHERE auid IS NOT NULL;
 
 -- ---------------------------------------------------------------- one point once
 DELETE FROM lightcurves l
