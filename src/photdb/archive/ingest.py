@@ -90,8 +90,13 @@ class _Refused(Exception):
     """A file the database side refuses (conflict, unknown name)."""
 
 
+class _Again(Exception):
+    """A concurrent ingest changed what this one saw: try the file again."""
+
+
 #: Errors a concurrent ingest of the same file can cause; the file is tried again.
 _RACES = (
+    _Again,
     psycopg.errors.UniqueViolation,
     psycopg.errors.DeadlockDetected,
     psycopg.errors.SerializationFailure,
@@ -241,6 +246,8 @@ def ingest_exposure(
             "SELECT sha256 FROM galexposures WHERE path = %s AND filename = %s",
             [exposure.path, exposure.filename],
         ).fetchone()
+        if row and row[0] == exposure.sha256:
+            raise _Again  # committed by a concurrent ingest between our two look-ups
         if row:
             raise _Refused(
                 f"conflict: a different file (sha256 {row[0][:12]}...) was ingested "

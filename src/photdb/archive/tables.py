@@ -124,7 +124,14 @@ def _ecsv(fh, rows: int) -> Iterator[Table]:
         template = Table.read("".join(head + first), format="ascii.ecsv")
     except Exception as exc:
         raise TableError(f"not a readable ECSV header ({_one_line(exc)})") from None
-    mixins = [n for n in template.colnames if not isinstance(template[n], Column)]
+    # mixins (Time ...), object (json subtype) and multidimensional columns: astropy's reader
+    mixins = [
+        n
+        for n in template.colnames
+        if not isinstance(template[n], Column)
+        or template[n].dtype.kind == "O"
+        or template[n].ndim > 1
+    ]
     strings = [n for n in template.colnames if template[n].dtype.kind in "US"] if not mixins else []
     delimiter = "," if any("delimiter: ','" in ln for ln in head) else " "
     names_line = head[-1]
