@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ import numpy as np
 from astropy.coordinates import EarthLocation, SkyCoord
 from astropy.table import MaskedColumn, Table
 from astropy.time import Time
+from erfa import ErfaWarning
 
 from photdb.archive.obstime import plausible, range_text
 
@@ -261,6 +263,12 @@ def utc_times(
     location: EarthLocation | None = None,
 ) -> tuple[Time, np.ndarray]:
     """UTC times of the rows not refused, and that mask (unreadable or implausible times)."""
+    with warnings.catch_warnings():  # years far from now are refused below, not warned about
+        warnings.simplefilter("ignore", ErfaWarning)
+        return _utc_times(table, name, kind, rows, refusals, scale, coord, location)
+
+
+def _utc_times(table, name, kind, rows, refusals, scale, coord, location):
     col = table[name]
     if kind == "time":  # a Time column (astropy TimeSeries)
         ok = np.ones(len(table), bool)
