@@ -46,7 +46,7 @@ def _per_value(values: np.ndarray, fn) -> np.ndarray:
     if have.size:
         uniq, inverse = np.unique(values[have].astype(str), return_inverse=True)
         results = np.empty(len(uniq), dtype=object)
-        results[:] = [fn(u) for u in uniq]
+        results[:] = [fn(str(u)) for u in uniq]
         out[have] = results[inverse.ravel()]
     return out
 

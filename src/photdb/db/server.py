@@ -195,9 +195,19 @@ class EmbeddedServer:
         return None
 
     def is_listening(self) -> bool:
-        """True if something accepts TCP connections on the cluster's port."""
+        """True if the cluster's postmaster lives and its port accepts TCP connections."""
         port = self.port()
-        return port is not None and _port_is_listening(port)
+        return port is not None and self._postmaster_alive() and _port_is_listening(port)
+
+    def _postmaster_alive(self) -> bool:
+        try:
+            pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except PermissionError:
+            return True  # another user's live process
+        except (OSError, ValueError, IndexError):
+            return False  # no pid file, or its process is gone
+        return True
 
     def status(self) -> ServerStatus:
         if not self.is_initialised():
