@@ -283,7 +283,7 @@ def _with_retries(conn: psycopg.Connection, make_chunks, kw: dict) -> Lightcurve
     for attempt in range(5):
         try:
             return _load(conn, make_chunks(), dict(kw))
-        except psycopg.errors.UniqueViolation:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
             # a concurrent load of the same points committed first: look again
             if attempt == 4:
                 raise

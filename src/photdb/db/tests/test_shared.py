@@ -143,5 +143,22 @@ def test_port_kept_across_restarts_and_taken_port_is_one_line(tmp_path):
         res = run(env, "db", "start", "--port", str(port + 1 if port < 65535 else port - 1))
         assert res.returncode == 0, res.stderr
         assert EmbeddedServer(home).port() != port
+        # a role changes its own password: photdb cannot log in as it until `db init`
+        with connect("writer", _settings(env), autocommit=True) as w:
+            verifier = w.pgconn.encrypt_password(b"changed", b"writer_user", b"scram-sha-256")
+            w.execute(f"ALTER ROLE writer_user PASSWORD '{verifier.decode()}'")
+        res = run(env, "delete", "night", "1999-01-01")  # connects as the writer
+        assert res.returncode == 1 and "password authentication failed" in res.stderr
+        assert run(env, "db", "init").returncode == 0
+        with connect("writer", _settings(env)) as w:
+            assert w.execute("SELECT current_user").fetchone() == ("writer_user",)
+        assert leaks(home) == []
     finally:
         destroy(home)
+
+
+def _settings(env):
+    from photdb.db.connection import resolve
+    from photdb.settings import load_settings
+
+    return resolve(load_settings(env_file=None, environ=env))
