@@ -6,7 +6,6 @@ Helpers of :mod:`photdb.archive.lightcurves`.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import psycopg
@@ -53,47 +52,59 @@ def new_ids(cur: psycopg.Cursor, n: int) -> np.ndarray:
     return np.array([r[0] for r in rows], np.int64)
 
 
-def _json_value(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _comp_list(value) -> list[str] | None:
-    if value is None:
-        return None
+def _comp_text(value) -> str | None:
+    """A comparison-star list as 'a,b,c' (from 'a,b', 'a; b', '["a", "b"]' or an array)."""
     if isinstance(value, list | tuple | np.ndarray):
-        return [str(v).strip() for v in value]
+        return ",".join(str(v).strip() for v in value)
     text = str(value).strip()
     if text.startswith("["):
         try:
-            return [str(v) for v in json.loads(text)]
+            return ",".join(str(v) for v in json.loads(text))
         except ValueError:
             pass
-    return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    return text.replace(";", ",")
+
+
+def _texts(col) -> np.ndarray:
+    values = np.ma.getdata(col)
+    out = np.char.strip(np.asarray(values).astype(str)).astype(object) if len(values) else values
+    out = np.asarray(out, dtype=object)
+    out[np.ma.getmaskarray(col) | (out == "")] = None
+    return out
 
 
 def write_metadata(cur: psycopg.Cursor, ids: np.ndarray, meta: dict) -> None:
-    columns = {}
-    for key, col in meta.items():
-        mask = np.ma.getmaskarray(col)
-        values = np.ma.getdata(col).tolist()
-        columns[key] = [None if m else _json_value(v) for v, m in zip(values, mask, strict=True)]
-    docs = []
-    for i in range(len(ids)):
-        data = {k: v[i] for k, v in columns.items() if v[i] is not None and v[i] != ""}
-        if "comp_stars" in data:
-            data["comp_stars"] = _comp_list(data["comp_stars"])
-        docs.append(json.dumps(data) if data else None)
-    has = np.array([d is not None for d in docs], bool)
-    if has.any():
-        copy_columns(
-            cur,
-            "metadata_lc_json",
-            [
-                Column("lightcurve_id", "int8", ids[has]),
-                Column("data", "jsonb", np.array(docs, dtype=object)[has]),
-            ],
-        )
+    """Per-point metadata into ``metadata_lc_json``: columns COPYed, the JSON built by the server.
+
+    Numbers stay numbers, text stays text, ``comp_stars`` becomes a list of strings (as in
+    the archive document); empty and non-finite values are left out.
+    """
+    cols = [Column("lightcurve_id", "int8", ids)]
+    pairs = []
+    for i, (key, col) in enumerate(meta.items()):
+        name = f"m{i}"
+        data = np.ma.getdata(col)
+        if key != "comp_stars" and data.dtype.kind in "fiub" and np.ndim(data) == 1:
+            cols.append(Column(name, "float8", data.astype(float), null=np.ma.getmaskarray(col)))
+            pairs.append(f"'{key}', {name}")
+            continue
+        texts = _texts(col) if np.ndim(data) == 1 else np.array([_comp_text(v) for v in data])
+        if key == "comp_stars":
+            odd = np.flatnonzero([t is not None and ("[" in t or ";" in t) for t in texts])
+            for j in odd:
+                texts[j] = _comp_text(texts[j])
+            pairs.append(
+                f"'{key}', to_jsonb(array_remove(regexp_split_to_array({name}, '\\s*,\\s*'), ''))"
+            )
+        else:
+            pairs.append(f"'{key}', {name}")
+        cols.append(Column(name, "text", texts))
+    defs = ", ".join(f"{c.name} {c.pgtype}" for c in cols)
+    cur.execute(f"CREATE TEMP TABLE lc_meta ({defs}) ON COMMIT DROP")
+    copy_columns(cur, "lc_meta", cols)
+    cur.execute(
+        "INSERT INTO metadata_lc_json (lightcurve_id, data) SELECT lightcurve_id, d FROM"
+        f" (SELECT lightcurve_id, jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)})) AS d"
+        " FROM lc_meta) s WHERE d <> '{}'::jsonb ORDER BY lightcurve_id"
+    )
+    cur.execute("DROP TABLE lc_meta")

@@ -86,12 +86,12 @@ def main() -> None:
     except PhotdbError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except psycopg.OperationalError as exc:  # e.g. the server went away mid-command
+    except psycopg.Error as exc:  # e.g. the server went away mid-command
         text = " ".join(str(exc).split()) or type(exc).__name__
-        err_console.print(
-            f"[bold red]error:[/] lost the database server: {text}", highlight=False,
-            soft_wrap=True,
-        )  # fmt: skip
+        # no SQLSTATE (the socket broke), class 08 (connection) or 57P (shutdown): a lost server
+        lost = exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
+        what = "lost the database server" if lost else "database error"
+        err_console.print(f"[bold red]error:[/] {what}: {text}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
