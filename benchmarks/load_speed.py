@@ -3,8 +3,9 @@
 Starts a throw-away embedded cluster (fsync on unless ``--no-fsync``) in a
 temporary ``$PHOTDB_HOME``, writes synthetic files, and runs each load in a
 fresh subprocess (``photdb lightcurves load`` / ``objects load`` through the
-library, as the CLI does), so that its peak resident memory (``ru_maxrss``) is
-its own. For each size it reports:
+library, as the CLI does), so that its peak resident memory (``VmHWM`` of
+``/proc/self/status``: ``ru_maxrss`` would include the parent's memory at fork)
+is its own. For each size it reports:
 
 * light curves, CSV and ECSV: first load (points/s), reload (every point
   present, nothing added), and peak memory; the same file with per-point
@@ -32,8 +33,16 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-_CHILD = r"""
-import json, resource, sys, time
+_PEAK = r"""
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+_CHILD = (
+    _PEAK
+    + r"""
+import json, sys, time
 from photdb.db import connect
 from photdb.settings import load_settings
 kind, path = sys.argv[1], sys.argv[2]
@@ -49,14 +58,18 @@ with connect("writer", settings) as conn:
         rep = load_objects(conn, read_object_table(path))
         out = {"inserted": rep.inserted, "unchanged": rep.unchanged, "refused": rep.skipped}
     out["seconds"] = time.perf_counter() - t
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_mb"] = peak_mb()
 print(json.dumps(out))
 """
-_BASE = r"""
-import json, resource
+)
+_BASE = (
+    _PEAK
+    + r"""
+import json
 import photdb.archive.lightcurves, photdb.archive.catalogues, photdb.db  # noqa
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"peak_mb": peak_mb()}))
 """
+)
 
 
 def _run(code: str, *args: str, env: dict) -> dict:

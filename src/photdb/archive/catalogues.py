@@ -26,7 +26,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
-from astropy.table import MaskedColumn, Table, vstack
+from astropy.table import Table
 
 from photdb.archive.objmerge import merge_rows
 from photdb.archive.tables import iter_chunks
@@ -126,14 +126,17 @@ def _find(colnames: list[str], names: tuple[str, ...]) -> str | None:
     return next((lower[n] for n in names if n in lower), None)
 
 
-def _strings(col) -> list[str | None]:
-    mask = np.ma.getmaskarray(col) if isinstance(col, MaskedColumn) else np.zeros(len(col), bool)
-    out = []
-    for value, masked in zip(col.tolist(), mask, strict=True):
-        if isinstance(value, bytes):
-            value = value.decode(errors="replace")
-        text = None if masked or value is None else str(value).strip()
-        out.append(text if text and text.lower() not in ("--", "nan", "none", "null") else None)
+def _strings(col) -> np.ndarray:
+    """A column as stripped text (object array), None where empty, masked or a null marker."""
+    data = np.ma.getdata(col)
+    if data.dtype.kind == "S":
+        data = np.char.decode(data, "utf-8", "replace")
+    text = np.char.strip(np.asarray(data).astype(str)) if len(data) else np.zeros(0, str)
+    empty = np.ma.getmaskarray(col) | np.isin(
+        np.char.lower(text), ["", "--", "nan", "none", "null"]
+    )
+    out = text.astype(object)
+    out[empty] = None
     return out
 
 
@@ -196,9 +199,15 @@ def read_object_table(
         document. ``meta['notes']`` says where names went and which columns
         are not stored.
     """
-    chunks = list(iter_chunks(Path(path), format=format))
-    table = chunks[0] if len(chunks) == 1 else vstack(chunks, metadata_conflicts="silent")
-    return objects_from_table(table, catalogue=catalogue, columns=columns)
+    parts = [
+        objects_from_table(chunk, catalogue=catalogue, columns=columns)
+        for chunk in iter_chunks(Path(path), format=format)
+    ]  # each chunk reduced to the objects columns at once: the raw table is never whole
+    if len(parts) == 1:
+        return parts[0]
+    out = Table({k: np.concatenate([p[k] for p in parts]) for k in parts[0].colnames})
+    out.meta.update(parts[0].meta)
+    return out
 
 
 def objects_from_table(
@@ -245,10 +254,10 @@ def objects_from_table(
             out[key] = _angles(table[name], hours=hours)
     for key in NAME_COLUMNS:
         name = chosen[key]
-        values = _strings(table[name]) if name else [None] * n
-        if key == "gaia_name":
-            values = [_gaia_id(v) for v in values]
-        out[key] = np.array(values, dtype=object)
+        values = _strings(table[name]) if name else np.full(n, None, dtype=object)
+        if key == "gaia_name" and name:
+            values = _gaia_ids(values)
+        out[key] = values
     used = {v for v in chosen.values() if v}
     unused = [c for c in colnames if c not in used]
     stored = ", ".join(f"{v} -> {k}" for k, v in chosen.items() if v and k not in ("ra", "dec"))
@@ -260,11 +269,14 @@ def objects_from_table(
     return out
 
 
-def _gaia_id(value: str | None) -> str | None:
-    if value is None:
-        return None
-    match = _GAIA.match(value)
-    return match.group(1) if match else value
+def _gaia_ids(values: np.ndarray) -> np.ndarray:
+    """'Gaia DR3 123' -> '123' (bare ids are kept as they are)."""
+    out = values.copy()
+    prefixed = np.flatnonzero([v is not None and not v.isdigit() for v in values])
+    for i in prefixed:
+        match = _GAIA.match(values[i])
+        out[i] = match.group(1) if match else values[i]
+    return out
 
 
 def _validate(table: Table) -> tuple[np.ndarray, list[str]]:
@@ -272,13 +284,14 @@ def _validate(table: Table) -> tuple[np.ndarray, list[str]]:
     n = len(table)
     ra = np.asarray(table["ra"], float)
     dec = np.asarray(table["dec"], float)
-    cols = {k: table[k].tolist() for k in NAME_COLUMNS}
+    given = {k: np.not_equal(np.asarray(table[k], dtype=object), None) for k in NAME_COLUMNS}
+    cols = {k: np.asarray(table[k], dtype=object) for k in NAME_COLUMNS if given[k].any()}
     long = np.zeros(n, bool)
-    for values in cols.values():
-        long |= np.fromiter((v is not None and len(str(v)) > _MAX_NAME for v in values), bool, n)
+    for k, values in cols.items():
+        long |= given[k] & (np.char.str_len(values.astype(str)) > _MAX_NAME)
     named = np.zeros(n, bool)
     for k in NAME_COLUMNS[:6]:
-        named |= np.fromiter((v is not None for v in cols[k]), bool, n)
+        named |= given[k]
     has_pos = ~(np.isnan(ra) & np.isnan(dec))
     finite = np.isfinite(ra) & np.isfinite(dec)
     with np.errstate(invalid="ignore"):

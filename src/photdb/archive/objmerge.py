@@ -75,19 +75,15 @@ class _Union:
 
 
 def _equal_pairs(values: np.ndarray, rows: np.ndarray) -> list[tuple[int, int]]:
-    """(first row, row) for every later row repeating a non-empty value."""
-    seen: dict[object, int] = {}
-    pairs = []
-    for r in rows:
-        v = values[r]
-        if v is None:
-            continue
-        key = str(v).lower()
-        if key in seen:
-            pairs.append((seen[key], int(r)))
-        else:
-            seen[key] = int(r)
-    return pairs
+    """(first row, row) for every later row repeating a non-empty value (case-insensitive)."""
+    have = rows[np.not_equal(values[rows], None)]
+    if have.size < 2:
+        return []
+    keys = np.char.lower(values[have].astype(str))
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    later = np.flatnonzero(first[inverse] != np.arange(have.size))
+    return [(int(have[first[inverse[i]]]), int(have[i])) for i in later]
 
 
 def _close_pairs(ra: np.ndarray, dec: np.ndarray, rows: np.ndarray, radius_arcsec: float):

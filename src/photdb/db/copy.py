@@ -60,7 +60,7 @@ class Column:
 
     def null_mask(self) -> np.ndarray:
         if self.pgtype in _VARIABLE:
-            mask = np.array([v is None for v in self.values], bool)
+            mask = np.equal(np.asarray(self.values, dtype=object), None)
             return mask if self.null is None else mask | np.asarray(self.null, bool)
         v = np.asarray(self.values)
         mask = np.zeros(v.shape, bool) if self.null is None else np.asarray(self.null, bool)
@@ -102,7 +102,10 @@ def _encode_variable(columns: Sequence[Column], nulls: np.ndarray) -> bytes:
     n = nulls.shape[0]
     data, lengths = [], []
     for i, c in enumerate(columns):
-        if c.pgtype in _VARIABLE:
+        if c.pgtype in _VARIABLE and nulls[:, i].all():
+            data.append([])
+            lengths.append(np.zeros(n, np.int64))
+        elif c.pgtype in _VARIABLE:
             prefix = b"\x01" if c.pgtype == "jsonb" else b""
             encoded = [b"" if nulls[r, i] else prefix + str(v).encode() for r, v in
                        enumerate(c.values)]  # fmt: skip
@@ -121,6 +124,9 @@ def _encode_variable(columns: Sequence[Column], nulls: np.ndarray) -> bytes:
         pos = pos + 4
         keep = ~nulls[:, i]
         if c.pgtype in _VARIABLE:
+            if not keep.any():
+                pos = pos + lengths[i]
+                continue
             blob = np.frombuffer(b"".join(data[i]), np.uint8)
             lens = lengths[i][keep]
             shift = pos[keep] - np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
@@ -176,18 +182,29 @@ def encode_binary_copy(columns: Sequence[Column]) -> bytes:
     return b"".join(parts)
 
 
-def copy_columns(cur: psycopg.Cursor, table: str, columns: Sequence[Column]) -> int:
+def copy_columns(
+    cur: psycopg.Cursor, table: str, columns: Sequence[Column], *, block_rows: int = 100_000
+) -> int:
     """``COPY table (cols) FROM STDIN (FORMAT BINARY)`` from numpy columns; returns rows sent.
 
-    ``table`` may be a temporary table's name.
+    ``table`` may be a temporary table's name. Rows are encoded and sent in blocks of
+    ``block_rows``, so the memory the encoding takes does not grow with the row count.
     """
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
-    data = encode_binary_copy(columns)
+    n = len(columns[0].values) if columns else 0
     with cur.copy(stmt) as cp:
-        cp.write(data)
-    return len(columns[0].values) if columns else 0
+        cp.write(_HEADER)
+        for start in range(0, n, block_rows):
+            part = [
+                Column(c.name, c.pgtype, c.values[start : start + block_rows],
+                       None if c.null is None else c.null[start : start + block_rows])
+                for c in columns
+            ]  # fmt: skip
+            cp.write(encode_binary_copy(part)[len(_HEADER) : -len(_TRAILER)])
+        cp.write(_TRAILER)
+    return n
 
 
 def _part1by1(v: np.ndarray) -> np.ndarray:

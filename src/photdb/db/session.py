@@ -31,6 +31,7 @@ SESSION_SETTINGS = {
     "default_transaction_isolation": "read\\ committed",
     "lock_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    "temp_buffers": "128MB",  # bulk loads stage rows in temporary tables
 }
 
 
