@@ -1,7 +1,8 @@
 """Database layer: embedded server, connections, migrations, bulk loads.
 
-Modules, lowest first (each imports only those before it): ``server`` (the
-embedded cluster's processes and files), ``session`` (one guarded session for
+Modules, lowest first (each imports only those before it): ``files`` (the
+home's lock, private files and credentials), ``server`` (the embedded
+cluster's processes), ``session`` (one guarded session for
 one role), ``migrate`` (schema and roles), ``embedded`` (creating and starting
 the embedded cluster), ``connection`` (``connect``, ``resolve``,
 ``database_url``). ``copy`` is independent. Nothing in the algorithm modules

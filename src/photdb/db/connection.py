@@ -16,8 +16,9 @@ from urllib.parse import quote
 import psycopg
 
 from photdb.db.embedded import ensure_cluster, resolved_settings
+from photdb.db.files import write_private
 from photdb.db.migrate import missing_migrations
-from photdb.db.server import EmbeddedServer, write_private
+from photdb.db.server import EmbeddedServer
 from photdb.db.session import open_session, reason
 from photdb.errors import DatabaseError
 from photdb.settings import Settings, load_settings

@@ -26,26 +26,32 @@ This module only runs processes and files; roles and schema are
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import glob
 import hashlib
 import os
 import pwd
-import secrets
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from photdb.db.files import ensure_credentials, home_lock, read_credentials, write_private
+from photdb.db.pgbin import (
+    SYSTEM_USER,
+    as_root,
+    find_bindir,
+    free_port,
+    last_line,
+    port_is_listening,
+    port_taken,
+    postgres_can_reach,
+    run_as_server_user,
+)
 from photdb.errors import DatabaseError
 
 SUPERUSER = "postgres"
-SYSTEM_USER = "postgres"
 ROLE_KEYS = ("admin", "writer", "readonly")
 
 
@@ -58,74 +64,6 @@ class ServerStatus:
     port: int | None
     datadir: Path
     pid: int | None = None
-
-
-def find_bindir() -> Path:
-    """Return the directory holding ``initdb`` and ``pg_ctl`` (PostgreSQL 15 preferred).
-
-    ``$PHOTDB_PG_BINDIR`` overrides the search.
-    """
-    env = os.environ.get("PHOTDB_PG_BINDIR")
-    candidates = [env] if env else []
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    candidates += [str(Path(p).parent) for p in [shutil.which("pg_ctl")] if p]
-    for cand in candidates:
-        if cand and (Path(cand) / "pg_ctl").exists() and (Path(cand) / "initdb").exists():
-            return Path(cand)
-    raise DatabaseError(
-        "PostgreSQL server binaries not found (initdb, pg_ctl); install postgresql-15 "
-        "or set PHOTDB_PG_BINDIR"
-    )
-
-
-def _as_root() -> bool:
-    return os.geteuid() == 0
-
-
-def server_environment() -> dict[str, str]:
-    """The environment server binaries run with: nothing but path, locale and time zone."""
-    env = {"PATH": os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin"}
-    env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
-    if os.environ.get("TZ"):
-        env["TZ"] = os.environ["TZ"]
-    return env
-
-
-def _run_as_server_user(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    if _as_root():
-        cmd = ["runuser", "-u", SYSTEM_USER, "--", *cmd]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, env=server_environment(), cwd="/", **kw
-    )
-
-
-def _postgres_can_reach(path: Path) -> bool:
-    """True if the ``postgres`` user can traverse every parent of ``path``."""
-    pw = pwd.getpwnam(SYSTEM_USER)
-    for parent in [path, *path.parents]:
-        if not parent.exists():
-            continue
-        st = parent.stat()
-        if st.st_uid == pw.pw_uid:
-            ok = st.st_mode & 0o100
-        elif st.st_gid == pw.pw_gid:
-            ok = st.st_mode & 0o010
-        else:
-            ok = st.st_mode & 0o001
-        if not ok:
-            return False
-    return True
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (mode 600) atomically: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class EmbeddedServer:
@@ -197,7 +135,7 @@ class EmbeddedServer:
     def is_listening(self) -> bool:
         """True if the cluster's postmaster lives and its port accepts TCP connections."""
         port = self.port()
-        return port is not None and self._postmaster_alive() and _port_is_listening(port)
+        return port is not None and self._postmaster_alive() and port_is_listening(port)
 
     def _postmaster_alive(self) -> bool:
         try:
@@ -223,41 +161,23 @@ class EmbeddedServer:
         return ServerStatus(True, res.returncode == 0, self.port(), self.datadir, pid)
 
     # -- the lock --------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, *, timeout: float = 600.0) -> Iterator[None]:
+    def lock(self, *, timeout: float = 600.0):
         """Hold ``$PHOTDB_HOME/.lock`` (flock): one process creates or starts the cluster.
 
         The kernel drops the lock when its holder exits, however it exits, so a
         killed process leaves nothing to clean up.
         """
-        self.home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise DatabaseError(
-                            f"waited {timeout:.0f} s for another photdb process to finish "
-                            f"creating or starting the embedded cluster in {self.home}"
-                        ) from None
-                    time.sleep(0.05)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        return home_lock(self.home, timeout=timeout)
 
     # -- actions -------------------------------------------------------------------
     def _pg_ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *args]
-        return _run_as_server_user(cmd, timeout=timeout)
+        return run_as_server_user(cmd, timeout=timeout)
 
     def _make_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o700 if not _as_root() else 0o711)
-        if _as_root() and not self.pgdir.exists() and not _postgres_can_reach(self.home):
+        os.chmod(self.home, 0o700 if not as_root() else 0o711)
+        if as_root() and not self.pgdir.exists() and not postgres_can_reach(self.home):
             key = hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
             target = Path("/var/lib/photdb") / key
             target.mkdir(parents=True, exist_ok=True)
@@ -267,7 +187,7 @@ class EmbeddedServer:
             self.pgdir.symlink_to(target)
         self.pgdir.mkdir(exist_ok=True)
         self.rundir.mkdir(exist_ok=True)
-        if _as_root():
+        if as_root():
             pw = pwd.getpwnam(SYSTEM_USER)
             for p in (self.pgdir.resolve(), self.rundir.resolve()):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
@@ -288,7 +208,7 @@ class EmbeddedServer:
         for stale in self.pgdir.resolve().glob("data.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a process killed earlier
         tmp = self.pgdir.resolve() / f"data.tmp-{os.getpid()}"
-        res = _run_as_server_user(
+        res = run_as_server_user(
             [
                 str(self.bindir / "initdb"),
                 "-D",
@@ -305,7 +225,7 @@ class EmbeddedServer:
         )
         if res.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise DatabaseError(f"initdb failed in {tmp}: {_last_line(res.stderr)}")
+            raise DatabaseError(f"initdb failed in {tmp}: {last_line(res.stderr)}")
         hba = (
             "# photdb embedded cluster: the Unix socket directory is private (mode 700)\n"
             "local all all trust\n"
@@ -313,14 +233,14 @@ class EmbeddedServer:
             "host all all ::1/128 scram-sha-256\n"
         )
         self._write_as_server(tmp / "pg_hba.conf", hba)
-        self._write_as_server(tmp / "postgresql.auto.conf", self._config(port or _free_port()))
+        self._write_as_server(tmp / "postgresql.auto.conf", self._config(port or free_port()))
         if self.datadir.exists():  # an empty or broken data directory without PG_VERSION
             shutil.rmtree(self.datadir)
         os.rename(tmp, self.datadir)
 
     def _write_as_server(self, path: Path, text: str) -> None:
         path.write_text(text)
-        if _as_root():
+        if as_root():
             pw = pwd.getpwnam(SYSTEM_USER)
             os.chown(path, pw.pw_uid, pw.pw_gid)
         os.chmod(path, 0o600)
@@ -369,12 +289,12 @@ class EmbeddedServer:
         attempts = 0
         while time.monotonic() < deadline:
             if self._pg_ctl("status").returncode == 0:
-                if _port_is_listening(port):
+                if port_is_listening(port):
                     return port
                 time.sleep(0.1)  # started by another process, not listening yet
                 continue
-            if _port_is_listening(port):
-                raise DatabaseError(_port_taken(port, self.datadir))
+            if port_is_listening(port):
+                raise DatabaseError(port_taken(port, self.datadir))
             if attempts == 10:
                 break
             attempts += 1
@@ -382,14 +302,14 @@ class EmbeddedServer:
             res = self._pg_ctl(
                 "start", "-w", "-t", str(left), "-l", str(self.logfile), timeout=left + 10
             )
-            if res.returncode == 0 and _port_is_listening(port):
+            if res.returncode == 0 and port_is_listening(port):
                 return port
             # a killed process's pg_ctl may be starting it, or the backends of a
             # killed server are still exiting: look again shortly
             time.sleep(0.5)
-        tail = _last_line(self.logfile.read_text(errors="replace")) if self.logfile.exists() else ""
+        tail = last_line(self.logfile.read_text(errors="replace")) if self.logfile.exists() else ""
         if "Address already in use" in tail:
-            raise DatabaseError(_port_taken(port, self.datadir))
+            raise DatabaseError(port_taken(port, self.datadir))
         raise DatabaseError(
             f"cannot start the embedded PostgreSQL in {self.datadir}: {tail or 'pg_ctl failed'}"
         )
@@ -400,7 +320,7 @@ class EmbeddedServer:
             return False
         res = self._pg_ctl("stop", "-m", "fast", "-w")
         if res.returncode != 0:
-            raise DatabaseError(f"cannot stop the embedded PostgreSQL: {_last_line(res.stderr)}")
+            raise DatabaseError(f"cannot stop the embedded PostgreSQL: {last_line(res.stderr)}")
         return True
 
     def destroy(self) -> None:
@@ -431,57 +351,17 @@ class EmbeddedServer:
             )
         except psycopg.OperationalError as exc:
             raise DatabaseError(
-                f"cannot reach the embedded cluster in {self.datadir}: {_last_line(str(exc))}"
+                f"cannot reach the embedded cluster in {self.datadir}: {last_line(str(exc))}"
             ) from None
 
     # -- credentials -----------------------------------------------------------------
     def read_credentials(self) -> dict[str, str]:
         """The role passwords from ``credentials.env`` (empty when there is none)."""
-        path = self.credentials_file
-        if not path.exists():
-            return {}
-        out = {}
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                out[k.strip()] = v.strip()
-        return out
+        return read_credentials(self.credentials_file)
 
     def credentials(self) -> dict[str, str]:
         """Return the role passwords, generating them (mode 600) on first use.
 
         Call with :meth:`lock` held when the file may not exist yet.
         """
-        creds = self.read_credentials()
-        if all(creds.get(k) for k in ROLE_KEYS):
-            return creds
-        creds = {role: secrets.token_urlsafe(24) for role in ROLE_KEYS}
-        text = "# photdb embedded cluster role passwords; keep private\n"
-        text += "".join(f"{k}={v}\n" for k, v in creds.items())
-        self.home.mkdir(parents=True, exist_ok=True)
-        write_private(self.credentials_file, text)
-        return creds
-
-
-def _port_taken(port: int, datadir: Path) -> str:
-    return (
-        f"port {port} of the embedded PostgreSQL ({datadir}) is taken by another program; "
-        "stop that program, or move the cluster: photdb db start --port N"
-    )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_is_listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+        return ensure_credentials(self.credentials_file, ROLE_KEYS)

@@ -17,7 +17,15 @@ from photdb.db.tests.procs import destroy, home_env, leaks, run
 from photdb.errors import DatabaseError
 
 DB = Path(__file__).resolve().parents[1]
-LAYERS = ["server", "session", "migrate", "embedded", "connection"]  # lowest first
+LAYERS = [
+    "files",
+    "pgbin",
+    "server",
+    "session",
+    "migrate",
+    "embedded",
+    "connection",
+]  # lowest first
 REFUSED = (
     psycopg.errors.InsufficientPrivilege,
     psycopg.errors.ObjectNotInPrerequisiteState,  # a view that is not updatable
