@@ -45,11 +45,17 @@ def existing_keys(cur: psycopg.Cursor, keys: np.ndarray) -> np.ndarray:
 
 
 def new_ids(cur: psycopg.Cursor, n: int) -> np.ndarray:
-    rows = cur.execute(
-        "SELECT nextval(pg_get_serial_sequence('lightcurves', 'id')) FROM generate_series(1, %s)",
+    """``n`` fresh ``lightcurves.id`` values (binary COPY out: no Python object per id)."""
+    data = bytearray()
+    with cur.copy(
+        "COPY (SELECT nextval(pg_get_serial_sequence('lightcurves', 'id'))"
+        " FROM generate_series(1, %s)) TO STDOUT (FORMAT BINARY)",
         [n],
-    ).fetchall()
-    return np.array([r[0] for r in rows], np.int64)
+    ) as cp:
+        for block in cp:
+            data += block
+    row = np.dtype([("nf", ">i2"), ("l", ">i4"), ("v", ">i8")])
+    return np.frombuffer(bytes(data[19:-2]), row)["v"].astype(np.int64)
 
 
 def _comp_text(value) -> str | None:
