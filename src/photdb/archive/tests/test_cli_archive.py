@@ -287,3 +287,19 @@ def test_ingest_and_loads(env, invoke, db_settings, tmp_path):
         )  # fmt: skip
         assert code == 0 and "0 inserted, 2 already present" in out and "nothing new" in out
         assert len(get_lightcurve(conn, object="SS Cyg")) == 2
+
+
+def test_warnings_are_counted_and_shown_with_verbose(invoke, tmp_path):
+    from photdb.archive.tests.corpus import frame
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        # no WCS and no pointing: coordequ is left empty, and the user is told why
+        frame(tmp_path / name / "nopointing.fits", [], wcs=False, seed=ord(name))
+    code, out, err = invoke("ingest", tmp_path / "a")
+    assert code == 0 and "1 ingested" in out and "1 warning (--verbose shows each)" in out
+    assert "coordequ left empty" not in err
+    code, out, err = invoke("--verbose", "ingest", tmp_path / "b")
+    assert code == 0 and "1 ingested" in out and "1 warning (1 files" in out
+    line = "nopointing.fits: HDU 0: no usable WCS or pointing coordinates: coordequ left empty"
+    assert line in err
