@@ -24,11 +24,9 @@ TEMPLATE = "photdb_template"
 
 def _clone(server, source, name, owner):
     """CREATE DATABASE name TEMPLATE source, retrying while a closing session lingers."""
-    from photdb.db.migrate import _superuser_connect
-
     for attempt in range(50):
         try:
-            with _superuser_connect(server) as conn:
+            with server.connect_superuser() as conn:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
                         sql.Identifier(name), sql.Identifier(source), sql.Identifier(owner)
@@ -44,7 +42,7 @@ def _clone(server, source, name, owner):
 @pytest.fixture(scope="session")
 def photdb_home(tmp_path_factory):
     """A private ``$PHOTDB_HOME`` with a running, migrated cluster."""
-    from photdb.db.migrate import ensure_embedded
+    from photdb.db.embedded import ensure_embedded
     from photdb.db.server import EmbeddedServer
     from photdb.settings import load_settings
 
@@ -55,7 +53,6 @@ def photdb_home(tmp_path_factory):
     os.environ.pop("DB_HOST", None)
     os.environ["PHOTDB_ENV_FILE"] = str(home / "no.env")
     server = EmbeddedServer(home, fast=True)
-    server.initialise()
     ensure_embedded(server, "photdb")
     assert load_settings().embedded
     _clone(server, "photdb", TEMPLATE, "photdb_admin")
@@ -84,7 +81,7 @@ def new_database(template_settings):
     Module-scoped fixtures (e.g. a processed survey shared by several tests) use
     this directly; single tests ask for ``db_settings``.
     """
-    from photdb.db.migrate import _superuser_connect, apply_grants
+    from photdb.db.migrate import apply_grants
     from photdb.db.server import EmbeddedServer
 
     name = f"photdb_t{os.getpid()}_{next(_counter)}"
@@ -103,7 +100,7 @@ def new_database(template_settings):
             apply_grants(conn, settings)
         yield settings
     finally:
-        with _superuser_connect(server) as conn:
+        with server.connect_superuser() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )

@@ -50,7 +50,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from photdb.db.migrate import ensure_embedded
+from photdb.db.embedded import ensure_embedded
 from photdb.db.server import EmbeddedServer
 
 DBNAME = "photdb_bench"

@@ -153,13 +153,15 @@ def band_family(band: str | None) -> str | None:
 def normalise_mode(value: str | None, *, maps: HeaderMaps | None = None) -> str | None:
     """Map IMAGETYP/OBSTYPE/FRAMETYP to 'light', 'dark', 'flat', 'bias', 'darkflat'.
 
-    Unknown values are lower-cased and cut to 8 characters.
+    Unknown values are lower-cased and kept whole (never cut).
 
     >>> normalise_mode("Flat Field"), normalise_mode("zero"), normalise_mode("DARKFLAT")
     ('flat', 'bias', 'darkflat')
+    >>> normalise_mode("Tricolor Image")
+    'tricolor image'
     """
     maps = maps or _default_maps()
     if value is None or not str(value).strip():
         return None
     text = " ".join(str(value).split()).lower()
-    return maps.modes.get(text, maps.modes.get(text.replace("_", " "), text[:8]))
+    return maps.modes.get(text, maps.modes.get(text.replace("_", " "), text))

@@ -58,6 +58,16 @@ class Settings:
         filled in once it has started).
     users, passwords : dict
         Role name and password for ``admin``, ``writer`` and ``readonly``.
+    readonly_timeout_s : float
+        ``statement_timeout`` of every read-only session photdb opens [s]
+        (``PHOTDB_READONLY_TIMEOUT_S``, default 300; 0 = none).
+    max_unpacked_mb : int
+        Largest size a ``.gz`` FITS file, or one tile-compressed image, may
+        unpack to [MB] (``PHOTDB_MAX_UNPACKED_MB``, default 1024); beyond it
+        the file is skipped as a possible decompression bomb.
+    no_fsync : bool
+        Create the embedded cluster with fsync off (``PHOTDB_NO_FSYNC=1``):
+        for throw-away clusters (tests, benchmarks) only.
     """
 
     embedded: bool
@@ -67,6 +77,9 @@ class Settings:
     dbname: str = "photdb"
     users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERS))
     passwords: dict[str, str | None] = field(default_factory=dict, repr=False)
+    readonly_timeout_s: float = 300.0
+    max_unpacked_mb: int = 1024
+    no_fsync: bool = False
 
     def user(self, role: str) -> str:
         """Return the login name of ``role`` (admin, writer or readonly)."""
@@ -131,9 +144,14 @@ def load_settings(
         values.update(_read_env_file(Path(env_file)))
     values.update({k: v for k, v in environ.items() if k.startswith(("DB_", "PHOTDB_"))})
     home = default_home(values)
+    common = {
+        "readonly_timeout_s": _number(values, "PHOTDB_READONLY_TIMEOUT_S", 300.0),
+        "max_unpacked_mb": int(_number(values, "PHOTDB_MAX_UNPACKED_MB", 1024)),
+        "no_fsync": values.get("PHOTDB_NO_FSYNC", "").strip().lower() in ("1", "true", "yes", "on"),
+    }
 
     if not values.get("DB_HOST"):
-        return Settings(embedded=True, home=home, dbname=values.get("DB_NAME", "photdb"))
+        return Settings(embedded=True, home=home, dbname=values.get("DB_NAME", "photdb"), **common)
 
     users = dict(DEFAULT_USERS)
     passwords: dict[str, str | None] = {}
@@ -153,4 +171,18 @@ def load_settings(
         dbname=values.get("DB_NAME", "photdb"),
         users=users,
         passwords=passwords,
+        **common,
     )
+
+
+def _number(values: Mapping[str, str], key: str, default: float) -> float:
+    text = values.get(key, "").strip()
+    if not text:
+        return default
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, not {text!r}") from None
+    if not (number >= 0 and number < float("inf")):
+        raise ConfigError(f"{key} must be a finite number >= 0, not {text!r}")
+    return number

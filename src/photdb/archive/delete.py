@@ -8,7 +8,9 @@ archive document's order::
 
 with the pipeline rows of an observation that is a pipeline image in between
 (``galvarobjs``, ``galsources``, ``galimages``), and the ``galexposures`` row
-(with its ``galrefsets``) of a file once its last image is gone.
+(with its ``galrefsets``) of a file once its last image is gone; a file that
+keeps some of its images has its ``n_images`` lowered, so that ingesting it
+again adds the deleted ones back.
 
 Targets
 -------
@@ -35,13 +37,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Literal
 
 import psycopg
 
 from photdb.archive.query import find_objects
-from photdb.errors import PhotdbError
+from photdb.archive.targets import DeleteError, Target, ids_of, resolve_target
 
 __all__ = [
     "KINDS",
@@ -53,7 +53,6 @@ __all__ = [
     "plan_delete",
 ]
 
-Kind = Literal["observation", "object", "datasource", "night"]
 KINDS: tuple[str, ...] = ("observation", "object", "datasource", "night")
 #: Tables in the order rows are removed.
 TABLE_ORDER = (
@@ -69,18 +68,6 @@ TABLE_ORDER = (
     "objects",
     "datasources",
 )
-
-
-class DeleteError(PhotdbError):
-    """A target that cannot be resolved, or a database that changed under a plan."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to delete: ``kind`` (one of :data:`KINDS`) and its ``value``."""
-
-    kind: Kind
-    value: str
 
 
 @dataclass(frozen=True)
@@ -123,87 +110,6 @@ class DeletePlan:
         return self.total == 0
 
 
-# ------------------------------------------------------------------ resolving the target
-
-_NIGHT = """
-SELECT o.id FROM observations o
-LEFT JOIN telescopes t ON t.id = o.telescope_id
-LEFT JOIN observatories s ON s.id = t.observatory_id
-WHERE o.dateobs >= (%(d)s::date + time '12:00') AT TIME ZONE 'UTC'
-                   - make_interval(secs => coalesce(s.longitude_deg, 0) * 240)
-  AND o.dateobs <  (%(d)s::date + time '12:00') AT TIME ZONE 'UTC'
-                   - make_interval(secs => coalesce(s.longitude_deg, 0) * 240) + interval '1 day'
-ORDER BY o.id
-"""
-
-
-def _ids(cur: psycopg.Cursor, query: str, params) -> list[int]:
-    return [r[0] for r in cur.execute(query, params).fetchall()]
-
-
-def _resolve(cur: psycopg.Cursor, target: Target) -> tuple[str, dict[str, list[int]]]:
-    kind, value = target.kind, str(target.value).strip()
-    keys: dict[str, list[int]] = {"obs": [], "objects": [], "datasources": []}
-    if not value:
-        raise DeleteError(f"delete {kind}: an empty value")
-    if kind == "observation":
-        if value.isdigit():
-            keys["obs"] = _ids(cur, "SELECT id FROM observations WHERE id = %s", [int(value)])
-            what = f"observation {value}"
-        else:
-            folder, _, name = value.rpartition("/")
-            rows = cur.execute(
-                "SELECT id, coalesce(path_to_fits, '') FROM observations WHERE filename = %s"
-                " AND (%s = '' OR path_to_fits = %s OR path_to_fits LIKE '%%' || %s)"
-                " ORDER BY id",
-                [name, folder, folder, "/" + folder.lstrip("/")],
-            ).fetchall()
-            folders = sorted({r[1] for r in rows})
-            if len(folders) > 1:
-                raise DeleteError(
-                    f"{len(folders)} files are named {name!r} (in {', '.join(folders[:3])}"
-                    f"{', ...' if len(folders) > 3 else ''}); give path/filename or an id"
-                )
-            keys["obs"] = [r[0] for r in rows]
-            what = f"observation file {value}"
-        if not keys["obs"]:
-            raise DeleteError(f"no observation with id or file name {value!r}")
-    elif kind == "object":
-        found = find_objects(cur.connection, value)
-        if len(found) == 0:
-            raise DeleteError(f"no object with id or name {value!r}")
-        if len(found) > 1:
-            raise DeleteError(
-                f"{value!r} matches {len(found)} objects "
-                f"(ids {', '.join(str(i) for i in found['id'][:10])}); use an id"
-            )
-        keys["objects"] = [int(found["id"][0])]
-        what = f"object {keys['objects'][0]} ({value})"
-    elif kind == "datasource":
-        keys["datasources"] = _ids(cur, "SELECT id FROM datasources WHERE progid = %s", [value])
-        if not keys["datasources"]:
-            keys["datasources"] = _ids(
-                cur, "SELECT id FROM datasources WHERE lower(progid) = lower(%s)", [value]
-            )
-        if len(keys["datasources"]) != 1:
-            raise DeleteError(
-                f"no data source with progid {value!r}"
-                if not keys["datasources"]
-                else f"progid {value!r} is ambiguous without case; spell it exactly"
-            )
-        what = f"data source {value}"
-    elif kind == "night":
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise DeleteError(f"night {value!r}: give the evening's date as YYYY-MM-DD") from None
-        keys["obs"] = _ids(cur, _NIGHT, {"d": day})
-        what = f"night of {day.isoformat()} (local noon to noon)"
-    else:
-        raise DeleteError(f"cannot delete a {kind!r}: use one of {', '.join(KINDS)}")
-    return what, keys
-
-
 def _lc_where(keys: dict[str, list[int]]) -> tuple[str, list]:
     if keys["objects"]:
         return "object_id = ANY(%s)", [keys["objects"]]
@@ -216,7 +122,7 @@ def _exposures(cur: psycopg.Cursor, obs: list[int]) -> list[int]:
     """Exposures every one of whose images is in ``obs``."""
     if not obs:
         return []
-    return _ids(
+    return ids_of(
         cur,
         "SELECT galexposure_id FROM galimages GROUP BY galexposure_id"
         " HAVING bool_and(id = ANY(%s)) AND bool_or(id = ANY(%s)) ORDER BY 1",
@@ -337,7 +243,7 @@ def plan_delete(conn: psycopg.Connection, target: Target | tuple[str, object]) -
     """
     target = _as_target(target)
     with conn.transaction(), conn.cursor() as cur:
-        what, keys = _resolve(cur, target)
+        what, keys = resolve_target(cur, target)
         exps = _exposures(cur, keys["obs"])
         return DeletePlan(
             target=target,
@@ -387,7 +293,7 @@ def execute_delete(conn: psycopg.Connection, plan: DeletePlan) -> dict[str, int]
         Rows removed per table (equal to ``plan.counts``).
     """
     with conn.transaction(), conn.cursor() as cur:
-        _, keys = _resolve(cur, plan.target)
+        _, keys = resolve_target(cur, plan.target)
         exps = _exposures(cur, keys["obs"])
         _lock(cur, keys, exps)
         exps = _exposures(cur, keys["obs"])
@@ -407,6 +313,13 @@ def execute_delete(conn: psycopg.Connection, plan: DeletePlan) -> dict[str, int]
             )
         where, p = _lc_where(keys)
         obs = keys["obs"]
+        # files keeping some of their images: n_images follows, so ingest can add them back
+        partial = ids_of(
+            cur,
+            "SELECT DISTINCT galexposure_id FROM galimages WHERE id = ANY(%s)"
+            " AND NOT galexposure_id = ANY(%s) ORDER BY 1",
+            [obs, exps],
+        )
         steps = [
             (
                 "metadata_lc_json",
@@ -437,6 +350,11 @@ def execute_delete(conn: psycopg.Connection, plan: DeletePlan) -> dict[str, int]
                     f"deleting from {table} removed {cur.rowcount} rows, "
                     f"{now[table]} planned; rolled back"
                 )
+        cur.execute(
+            "UPDATE galexposures e SET n_images = (SELECT count(*) FROM galimages g"
+            " WHERE g.galexposure_id = e.id) WHERE e.id = ANY(%s)",
+            [partial],
+        )
         left = _count(cur, "SELECT count(*) FROM observations WHERE id = ANY(%s)", [obs])
         left += _count(
             cur, "SELECT count(*) FROM galrefsets WHERE primary_exposure_id = ANY(%s)", [exps]

@@ -1,9 +1,17 @@
 """Find FITS files and read one into an :class:`ExposureRecord` (no database).
 
 A file is read in full once: its SHA-256 (the archive's identity of a file) is
-taken over the bytes on disk, CHECKSUM/DATASUM are verified where present, and
-every HDU's data must lie inside the file, so a truncated or corrupt file is
-refused rather than half-ingested.
+taken over the bytes on disk, CHECKSUM/DATASUM are verified where present,
+every HDU's data must lie inside the file, and every tile of a tile-compressed
+image is decompressed, so a truncated or corrupt file is refused rather than
+half-ingested, with or without checksums. A ``.gz`` file, or one compressed
+image, that would unpack to more than the ``max_unpacked_mb`` setting is
+skipped as a possible decompression bomb, before it takes the memory.
+
+Header cards with non-ASCII bytes (not FITS, but written by some software)
+are not left as the '?' astropy reads: a string value is kept whole, decoded
+as UTF-8 (else Latin-1), with a warning; a card that cannot be kept whole
+refuses the file.
 """
 
 from __future__ import annotations
@@ -13,11 +21,11 @@ import hashlib
 import io
 import warnings
 import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from astropy.io import fits
 
 from photdb.archive.headers import (
@@ -27,26 +35,29 @@ from photdb.archive.headers import (
     header_to_json,
     parse_header,
 )
+from photdb.archive.walk import FITS_SUFFIXES, FitsWalk, find_fits, printable, walk_fits
 
 __all__ = [
     "FITS_SUFFIXES",
     "ExposureError",
     "ExposureRecord",
+    "FitsWalk",
     "ImageRecord",
     "find_fits",
+    "printable",
     "read_exposure",
+    "walk_fits",
 ]
 
-#: File name endings taken as FITS (compared case-insensitively).
-FITS_SUFFIXES = (".fit", ".fits", ".fts", ".fz", ".fits.gz", ".fit.gz", ".fts.gz")
 _CHUNK = 1 << 20
+_MAX_NAME, _MAX_PATH = 255, 1024  # observations.filename and path_to_fits
 
 
 class ExposureError(ValueError):
     """A file that cannot be archived; the message is one line naming the file."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
+        self.path = printable(path)
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}")
 
@@ -95,44 +106,32 @@ class ExposureRecord:
         return tuple(f"HDU {im.hdu}: {w}" for im in self.images for w in im.observation.warnings)
 
 
-def _is_fits_name(path: Path) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in FITS_SUFFIXES)
-
-
-def find_fits(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """FITS files among ``paths``, directories walked recursively, sorted, unique.
-
-    Files named explicitly are kept whatever their suffix; inside directories
-    only names ending in :data:`FITS_SUFFIXES` (any case) are taken.
-    """
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    found: set[Path] = set()
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.update(f for f in p.rglob("*") if f.is_file() and _is_fits_name(f))
-        elif p.is_file():
-            found.add(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or directory")
-    return sorted(found)
-
-
-def _sha256_and_stream(path: Path) -> tuple[str, BinaryIO | None]:
-    """SHA-256 of the file; for gzip files also the whole decompressed stream."""
+def _sha256_and_stream(path: Path, limit: int) -> tuple[str, BinaryIO | None]:
+    """SHA-256 of the file; for gzip files also the whole decompressed stream (<= limit)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     if not path.name.lower().endswith(".gz"):
         return digest.hexdigest(), None
+    out = io.BytesIO()
     try:  # gzip tells a cut stream apart from a complete one; astropy does not
         with gzip.open(path, "rb") as gz:
-            data = gz.read()
+            while chunk := gz.read(_CHUNK):
+                if out.tell() + len(chunk) > limit:
+                    raise ExposureError(path, _bomb(limit))
+                out.write(chunk)
     except (EOFError, OSError, zlib.error) as exc:
         raise ExposureError(path, f"corrupt or truncated gzip stream ({exc})") from exc
-    return digest.hexdigest(), io.BytesIO(data)
+    out.seek(0)
+    return digest.hexdigest(), out
+
+
+def _bomb(limit: int) -> str:
+    return (
+        f"unpacks to more than {limit / 2**20:.0f} MB (setting PHOTDB_MAX_UNPACKED_MB); "
+        "skipped as a possible decompression bomb"
+    )
 
 
 def _is_image(hdu: fits.hdu.base._BaseHDU) -> bool:
@@ -160,6 +159,25 @@ def _check_complete(path: Path, hdul: fits.HDUList, size: int) -> None:
             )
 
 
+def _decompress_all(path: Path, index: int, hdu: fits.CompImageHDU, limit: int) -> None:
+    """Decompress every tile (corruption shows even without checksums), in bounded memory."""
+    shape = hdu.shape
+    itemsize = abs(int(hdu.header.get("BITPIX", 8))) // 8
+    total = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if total > limit:
+        raise ExposureError(path, f"HDU {index} {_bomb(limit)}")
+    if not shape or total == 0:
+        return
+    rows = max(1, (64 << 20) // max(1, total // shape[0]))
+    try:
+        for start in range(0, shape[0], rows):
+            hdu.section[start : start + rows]
+    except Exception as exc:  # cfitsio, zlib and astropy raise many types
+        raise ExposureError(
+            path, f"corrupt compressed image in HDU {index} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 def _problems(caught: list[warnings.WarningMessage]) -> list[str]:
     bad = []
     for w in caught:
@@ -173,7 +191,54 @@ def _problems(caught: list[warnings.WarningMessage]) -> list[str]:
     return bad
 
 
-def read_exposure(path: str | Path, *, maps: HeaderMaps | None = None) -> ExposureRecord:
+def _string_value(field_: bytes) -> bytes | None:
+    """The bytes of a FITS string value ('...' with '' for a quote), or None."""
+    text = field_.lstrip(b" ")
+    if not text.startswith(b"'"):
+        return None
+    out, i = bytearray(), 1
+    while i < len(text):
+        if text[i : i + 1] == b"'":
+            if text[i + 1 : i + 2] == b"'":
+                out += b"'"
+                i += 2
+                continue
+            return bytes(out).rstrip(b" ")
+        out += text[i : i + 1]
+        i += 1
+    return None
+
+
+def _non_ascii(path: Path, raw: bytes, hdu: int) -> tuple[dict[str, str], list[str]]:
+    """String values of cards with non-ASCII bytes, decoded whole, and one note each."""
+    values, notes = {}, []
+    for i in range(0, len(raw) - 79, 80):
+        card = raw[i : i + 80]
+        if card.isascii():
+            continue
+        key = card[:8].decode("ascii", "replace").strip()
+        if not card[:8].isascii():
+            raise ExposureError(path, f"HDU {hdu}: a keyword with non-ASCII bytes ({key!r})")
+        if key in ("COMMENT", "HISTORY", "") or card[8:10] != b"= ":
+            notes.append(f"non-ASCII bytes in a {key or 'blank'} card (not stored)")
+            continue
+        value = _string_value(card[10:])
+        if value is None or key == "CONTINUE":
+            raise ExposureError(path, f"HDU {hdu}: {key} has non-ASCII bytes outside a string")
+        if value.isascii():
+            continue  # the non-ASCII bytes are in the comment, which is not stored
+        try:
+            text, enc = value.decode("utf-8"), "UTF-8"
+        except UnicodeDecodeError:
+            text, enc = value.decode("latin-1"), "Latin-1"
+        values[key] = text
+        notes.append(f"non-ASCII bytes in {key} (FITS headers are ASCII): kept as {text!r} ({enc})")
+    return values, notes
+
+
+def read_exposure(
+    path: str | Path, *, maps: HeaderMaps | None = None, max_unpacked_mb: float = 1024
+) -> ExposureRecord:
     """Read, verify and parse one FITS file.
 
     Parameters
@@ -182,6 +247,8 @@ def read_exposure(path: str | Path, *, maps: HeaderMaps | None = None) -> Exposu
         A FITS file (plain, ``.gz`` or tile-compressed ``.fz``).
     maps : HeaderMaps, optional
         Filter and mode maps for :func:`~photdb.archive.headers.parse_header`.
+    max_unpacked_mb : float
+        Largest size a ``.gz`` file, or one compressed image, may unpack to [MB].
 
     Returns
     -------
@@ -192,12 +259,16 @@ def read_exposure(path: str | Path, *, maps: HeaderMaps | None = None) -> Exposu
     Raises
     ------
     ExposureError
-        Unreadable, truncated, corrupt or checksum-failing file, or no image HDU.
+        Unreadable, truncated, corrupt or checksum-failing file, a possible
+        decompression bomb, a name too long to store, or no image HDU.
     HeaderError
         An image header without a usable observation time.
     """
     path = Path(path)
-    sha256, stream = _sha256_and_stream(path)
+    if len(path.name) > _MAX_NAME or len(str(path.parent.resolve())) > _MAX_PATH:
+        raise ExposureError(path, f"name or folder too long to store ({_MAX_NAME}/{_MAX_PATH})")
+    limit = int(max_unpacked_mb * 2**20)
+    sha256, stream = _sha256_and_stream(path, limit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fh = stream if stream is not None else open(path, "rb")  # noqa: SIM115
@@ -208,7 +279,8 @@ def read_exposure(path: str | Path, *, maps: HeaderMaps | None = None) -> Exposu
                 if problems:
                     raise ExposureError(path, problems[0])
                 _check_complete(path, hdul, size)
-                images = _read_images(path, hdul, maps)
+                repaired = any("non-ASCII" in str(w.message) for w in caught)
+                images = _read_images(path, hdul, maps, fh if repaired else None, limit)
         except (ExposureError, HeaderError):
             raise
         except Exception as exc:  # astropy raises OSError, TypeError, ValueError, ...
@@ -233,23 +305,47 @@ def read_exposure(path: str | Path, *, maps: HeaderMaps | None = None) -> Exposu
     )
 
 
-def _read_images(path: Path, hdul: fits.HDUList, maps: HeaderMaps | None) -> list[ImageRecord]:
+def _raw_header(fh: BinaryIO, hdu: fits.hdu.base._BaseHDU) -> bytes:
+    info = hdu.fileinfo()
+    fh.seek(info["hdrLoc"])
+    return fh.read(info["datLoc"] - info["hdrLoc"])
+
+
+def _read_images(
+    path: Path, hdul: fits.HDUList, maps: HeaderMaps | None, raw: BinaryIO | None, limit: int
+) -> list[ImageRecord]:
+    fixes = [
+        _non_ascii(path, _raw_header(raw, h), i) if raw else ({}, []) for i, h in enumerate(hdul)
+    ]
     primary = hdul[0].header
     images = []
     for index, hdu in enumerate(hdul):
         if not _is_image(hdu):
             continue
+        if isinstance(hdu, fits.CompImageHDU):
+            _decompress_all(path, index, hdu, limit)
         header = hdu.header
         base = None if index == 0 else primary
-        obs = parse_header(header, primary=base, path=path.resolve(), hdu=index, maps=maps)
-        extname = header.get("EXTNAME")
+        values = dict(fixes[index][0])
+        if index:  # the primary's repaired cards, where the extension does not set them
+            values.update({k: v for k, v in fixes[0][0].items() if k not in header})
+        obs = parse_header(
+            header, primary=base, path=path.resolve(), hdu=index, maps=maps, overrides=values
+        )
+        notes = fixes[index][1] + (fixes[0][1] if index else [])
+        if notes:
+            obs = replace(obs, warnings=(*obs.warnings, *notes))
+        extname = values.get("EXTNAME", header.get("EXTNAME"))
         ccdnum = header.get("CCDNUM")
+        extname = str(extname).strip() if extname else None
+        if extname is not None and len(extname) > 68:
+            raise ExposureError(path, f"HDU {index}: EXTNAME longer than 68 characters")
         images.append(
             ImageRecord(
                 observation=obs,
-                header_json=header_to_json(header, base),
+                header_json={**header_to_json(header, base), **values},
                 hdu=index,
-                extname=str(extname).strip()[:16] if extname else None,
+                extname=extname,
                 ccdnum=int(ccdnum) if isinstance(ccdnum, int) else None,
                 naxis1=int(header["NAXIS1"]),
                 naxis2=int(header["NAXIS2"]),

@@ -13,19 +13,17 @@ import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-import astropy.units as u
 import numpy as np
-from astropy.coordinates import Angle
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from astropy.time import Time, TimeDelta
-from astropy.wcs import WCS, FITSFixedWarning
-from astropy.wcs.utils import proj_plane_pixel_scales
 from erfa import ErfaWarning
 
+from photdb.archive.obstime import pg_datetime, plausible, range_text
+from photdb.archive.sky import image_pointing, number
 from photdb.bands import (
     HeaderMaps,
     _default_maps,
@@ -60,7 +58,10 @@ _SCALES = {
     "UT1": "ut1",
     "GPS": "gps",
 }
-_FOV_TOLERANCE = 0.10  # relative WCS vs FOCALLEN/XPIXSZ pixel-scale disagreement that is reported
+#: Longest string a column takes from a header: what one FITS card can hold.
+MAX_TEXT = 68
+#: Exposure times from this on cannot be stored (numeric(12,4)) nor be real [s].
+MAX_EXPTIME = 1e8
 
 
 class HeaderError(ValueError):
@@ -188,24 +189,24 @@ def _text(h: Mapping[str, object], *keys: str) -> str | None:
     return None
 
 
-def _number(h: Mapping[str, object], *keys: str) -> float | None:
-    for key in keys:
-        value = h.get(key)
-        if isinstance(value, bool) or value is None:
-            continue
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
-            return number
-    return None
-
-
 _OLD_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2})$")  # FITS pre-2000 DD/MM/YY, 19YY
 
 
-def _start_time(h: Mapping[str, object], scale: str) -> tuple[Time, str]:
+def _parse_date(date: str, scale: str) -> Time:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ErfaWarning)
+        try:
+            t = Time(date.replace(" ", "T"), format="isot", scale=scale)
+        except ValueError:
+            t = Time(date, format="iso", scale=scale)
+        t.utc  # noqa: B018  (conversions warn about impossible clocks)
+    for w in caught:
+        if "after end of day" in str(w.message):
+            raise ValueError(f"DATE-OBS {date!r}: second 60 on a day without a leap second")
+    return t
+
+
+def _start_time(h: Mapping[str, object], scale: str, notes: list[str]) -> tuple[Time, str]:
     """Exposure start as an astropy Time in ``scale`` and the keyword used."""
     date = _text(h, "DATE-OBS", "DATE-BEG")
     if date is not None:
@@ -219,84 +220,69 @@ def _start_time(h: Mapping[str, object], scale: str) -> tuple[Time, str]:
             if clock is not None:
                 date = f"{date}T{clock}"
         try:
-            return Time(date.replace(" ", "T"), format="isot", scale=scale), "DATE-OBS"
-        except ValueError:
-            pass
-        try:
-            return Time(date, format="iso", scale=scale), "DATE-OBS"
+            return _parse_date(date, scale), "DATE-OBS"
         except ValueError as exc:
+            if "second 60" in str(exc):
+                raise
             raise ValueError(f"unparsable DATE-OBS {h.get('DATE-OBS', date)!r}") from exc
-    mjd = _number(h, "MJD-OBS", "MJD-BEG")
+    mjd = number(h, "MJD-OBS", "MJD-BEG", notes=notes)
     if mjd is not None:
         return Time(mjd, format="mjd", scale=scale), "MJD-OBS"
-    jd = _number(h, "JD-OBS", "JD")
+    jd = number(h, "JD-OBS", "JD", notes=notes)
     if jd is not None:
         return Time(jd, format="jd", scale=scale), "JD"
     raise ValueError("no observation time (DATE-OBS, MJD-OBS or JD)")
 
 
-def _wcs(header: fits.Header, notes: list[str]) -> WCS | None:
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            wcs = WCS(header, naxis=2, fix=True)
-        for w in caught:
-            if not issubclass(w.category, FITSFixedWarning):
-                notes.append(f"WCS: {' '.join(str(w.message).split())}")
-    except Exception as exc:  # astropy raises many types for broken WCS headers
-        notes.append(f"WCS unusable ({type(exc).__name__}: {' '.join(str(exc).split())})")
-        return None
-    if not wcs.has_celestial:
-        return None
-    return wcs.celestial
-
-
-def _scales_from_optics(h: Mapping[str, object]) -> tuple[float, float] | None:
-    """Pixel scale [deg/pix] from FOCALLEN [mm] and the binned pixel size [um].
-
-    XPIXSZ/YPIXSZ already include binning (MaxIm DL, NINA and INDI write them
-    so); PIXSIZE1/2 (INDI) are unbinned and are multiplied by X/YBINNING.
-    """
-    focal = _number(h, "FOCALLEN", "FOCAL")
-    if not focal or focal <= 0:
-        return None
-    px = _number(h, "XPIXSZ")
-    py = _number(h, "YPIXSZ")
-    if px is None and (p1 := _number(h, "PIXSIZE1")) is not None:
-        px = p1 * (_number(h, "XBINNING") or 1.0)
-    if py is None and (p2 := _number(h, "PIXSIZE2")) is not None:
-        py = p2 * (_number(h, "YBINNING") or 1.0)
-    if px is None:
-        return None
-    py = px if py is None else py
-    return tuple(206265.0 / focal * p / 1000.0 / 3600.0 for p in (px, py))  # type: ignore[return-value]
-
-
-def _icrs(ra: Angle, dec: Angle) -> tuple[float, float]:
-    return float(ra.wrap_at(360 * u.deg).deg), float(dec.deg)
-
-
-def _pointing(h: Mapping[str, object]) -> tuple[tuple[float, float] | None, str | None]:
-    ra, dec = _text(h, "OBJCTRA"), _text(h, "OBJCTDEC")
-    if ra and dec:
-        try:
-            return _icrs(Angle(ra, u.hourangle), Angle(dec, u.deg)), "objectequ"
-        except ValueError:
-            pass
-    for kra, kdec in (("RA", "DEC"), ("OBJRA", "OBJDEC"), ("TELRA", "TELDEC")):
-        rv, dv = h.get(kra), h.get(kdec)
-        if rv is None or dv is None:
+def _exptime(h: Mapping[str, object], notes: list[str]) -> float | None:
+    for key in ("EXPTIME", "EXPOSURE", "EXPTIM", "ITIME"):
+        if key not in h or h[key] is None or isinstance(h[key], fits.card.Undefined):
             continue
-        try:
-            if isinstance(rv, str) and re.search(r"[:hms ]", rv.strip()):
-                ang_ra = Angle(rv.strip(), u.hourangle)
-            else:
-                ang_ra = Angle(float(rv), u.deg)  # type: ignore[arg-type]
-            ang_dec = Angle(dv.strip() if isinstance(dv, str) else float(dv), u.deg)  # type: ignore[arg-type]
-            return _icrs(ang_ra, ang_dec), "radec"
-        except (TypeError, ValueError):
-            continue
-    return None, None
+        value = number(h, key, notes=notes)
+        if value is None:
+            return None
+        if not 0.0 <= value < MAX_EXPTIME:
+            notes.append(
+                f"{key} = {value!r} s is impossible (not in 0..{MAX_EXPTIME:.0e} s): "
+                "accumtime left empty, mjd is the start time"
+            )
+            return None
+        return value
+    notes.append("no EXPTIME/EXPOSURE: mjd is the start time")
+    return None
+
+
+def _observation_time(
+    h: Mapping[str, object], scale: str, notes: list[str]
+) -> tuple[datetime, float, float | None]:
+    """dateobs (start, for timestamptz), mid-exposure UTC MJD, exposure time [s]."""
+    with warnings.catch_warnings():  # dates outside the leap-second table are fine here
+        warnings.simplefilter("ignore", ErfaWarning)
+        start, key = _start_time(h, scale, notes)
+        start_utc = start.utc
+        if not plausible(start_utc.mjd):
+            raise ValueError(
+                f"{key} {h.get(key, start_utc.isot)!r} is not a plausible observation time "
+                f"({range_text()})"
+            )
+        exptime = _exptime(h, notes)
+        mid = start_utc + TimeDelta((exptime or 0.0) / 2.0, format="sec")
+        dateobs, leap = pg_datetime(start_utc)
+        mjd = float(mid.utc.mjd)
+    if leap:
+        notes.append(
+            f"{key} {start_utc.isot} is inside a leap second: dateobs holds "
+            f"{dateobs.isoformat()} (PostgreSQL has no leap seconds), mjd is exact"
+        )
+    return dateobs, mjd, exptime
+
+
+def _fits_string(h: Mapping[str, object], what: str, *keys: str) -> str | None:
+    """A header string for a column, whole; longer than one FITS card can hold is refused."""
+    text = _text(h, *keys)
+    if text is not None and len(text) > MAX_TEXT:
+        raise ValueError(f"{what} ({'/'.join(keys)}) is {len(text)} characters, over {MAX_TEXT}")
+    return text
 
 
 def parse_header(
@@ -306,6 +292,7 @@ def parse_header(
     path: str | Path,
     hdu: int = 0,
     maps: HeaderMaps | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> ObservationRecord:
     """Parse one image header into an :class:`ObservationRecord`.
 
@@ -322,76 +309,43 @@ def parse_header(
         HDU index, for error messages.
     maps : HeaderMaps, optional
         Filter and mode maps; default the shipped ``filters.toml``.
+    overrides : mapping, optional
+        Keyword values that replace the header's (the true text of cards
+        astropy read with '?' for non-ASCII bytes).
 
     Raises
     ------
     HeaderError
-        No usable observation time, or an unparsable one.
+        No usable observation time, an unparsable or implausible one, or a
+        string too long for its column. Impossible positions and exposure
+        times are not errors: the column stays empty and a warning says why.
     """
     maps = maps or _default_maps()
     path = Path(path)
     h = merge_headers(header, primary)
+    h.update(overrides or {})
     notes: list[str] = []
     timesys = (_text(h, "TIMESYS") or "UTC").upper()
     scale = _SCALES.get(timesys)
     if scale is None:
         raise HeaderError(path, hdu, f"unsupported TIMESYS {timesys!r}")
     try:
-        with warnings.catch_warnings():  # dates outside the leap-second table are fine here
-            warnings.simplefilter("ignore", ErfaWarning)
-            start, _ = _start_time(h, scale)
-            start_utc = start.utc
-            exptime = _number(h, "EXPTIME", "EXPOSURE", "EXPTIM", "ITIME")
-            if exptime is None:
-                notes.append("no EXPTIME/EXPOSURE: mjd is the start time")
-            mid = start_utc + TimeDelta((exptime or 0.0) / 2.0, format="sec")
-            dateobs = start_utc.to_datetime(timezone=UTC)
-            mjd = float(mid.utc.mjd)
+        dateobs, mjd, exptime = _observation_time(h, scale, notes)
+        telescope = _fits_string(h, "telescope", "TELESCOP")
+        instrument = _fits_string(h, "instrument", "INSTRUME")
+        observatory = _fits_string(h, "observatory", "OBSERVAT", "SITENAME")
+        filter_raw = _fits_string(h, "filter", "BAND", "FILTER", "FILTER1", "FILTNAME")
+        mode = normalise_mode(
+            _fits_string(h, "image type", "IMAGETYP", "OBSTYPE", "FRAMETYP", "FRAME"), maps=maps
+        )
     except Exception as exc:
         raise HeaderError(path, hdu, str(exc)) from exc
 
-    telescope = _text(h, "TELESCOP")
-    instrument = _text(h, "INSTRUME")
-    filter_raw = _text(h, "BAND", "FILTER", "FILTER1", "FILTNAME")
     band = normalise_band(filter_raw, instrument=instrument, maps=maps)
     if filter_raw is not None and band is None:
-        band = " ".join(filter_raw.split())[:8]
+        band = " ".join(filter_raw.split())
         notes.append(f"unknown filter {filter_raw!r} kept as {band!r} (add it to filters.toml)")
-
-    naxis1 = _number(h, "ZNAXIS1", "NAXIS1") if "ZNAXIS1" in h else _number(h, "NAXIS1")
-    naxis2 = _number(h, "ZNAXIS2", "NAXIS2") if "ZNAXIS2" in h else _number(h, "NAXIS2")
-    wcs = _wcs(header, notes)
-    optics = _scales_from_optics(h)
-    scales = None
-    coordequ, src = None, None
-    if wcs is not None:
-        try:
-            scales = tuple(float(s) for s in proj_plane_pixel_scales(wcs))
-            cx = ((naxis1 or 1.0) - 1.0) / 2.0
-            cy = ((naxis2 or 1.0) - 1.0) / 2.0
-            sky = wcs.pixel_to_world(cx, cy)
-            icrs = sky.icrs
-            coordequ, src = _icrs(icrs.ra, icrs.dec), "wcs"
-            if not all(np.isfinite(coordequ)):
-                coordequ, src = None, None
-        except Exception as exc:
-            notes.append(f"WCS centre unusable ({type(exc).__name__}: {exc})")
-            coordequ, src = None, None
-    if scales is not None and optics is not None:
-        ratio = scales[0] / optics[0]
-        if abs(ratio - 1.0) > _FOV_TOLERANCE:
-            notes.append(
-                f'WCS pixel scale {scales[0] * 3600:.3f}" differs from '
-                f'FOCALLEN/XPIXSZ {optics[0] * 3600:.3f}" by {100 * (ratio - 1):+.0f}%'
-            )
-    scales = scales or optics
-    fov = None
-    if scales is not None and naxis1 and naxis2:
-        fov = (math.radians(naxis1 * scales[0]), math.radians(naxis2 * scales[1]))
-    if coordequ is None:
-        coordequ, src = _pointing(h)
-    if coordequ is None:
-        notes.append("no WCS and no pointing coordinates: coordequ left empty")
+    coordequ, src, fov = image_pointing(header, h, notes)
 
     return ObservationRecord(
         dateobs=dateobs,
@@ -400,8 +354,8 @@ def parse_header(
         accumtime=exptime,
         telescope=telescope,
         instrument=instrument,
-        observatory=_text(h, "OBSERVAT", "SITENAME"),
-        mode=normalise_mode(_text(h, "IMAGETYP", "OBSTYPE", "FRAMETYP", "FRAME"), maps=maps),
+        observatory=observatory,
+        mode=mode,
         band=band,
         filter_raw=filter_raw,
         fov=fov,

@@ -3,8 +3,13 @@
 One file becomes one ``galexposures`` row; each of its image HDUs one
 ``observations`` row, one ``galimages`` row (same id) and one
 ``metadata_obs_json`` row. The file's SHA-256 is its identity: a file seen
-before is a no-op, and a different file at an already-ingested path and name is
-refused, never overwritten.
+before is a no-op (or gets back the images deleted from it), and a different
+file at an already-ingested path and name is refused, never overwritten.
+
+Any number of ingests may run at once, on the same files too: when two insert
+the same file, the database's unique keys let one win and the other, retried,
+finds it present. A lost connection to the server stops the run at once with
+one line; files already committed stay.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from photdb.archive.catalogues import spoint_text
-from photdb.archive.fitsfiles import ExposureError, ExposureRecord, find_fits, read_exposure
+from photdb.archive.fitsfiles import ExposureError, ExposureRecord, ImageRecord, read_exposure
 from photdb.archive.headers import HeaderError, HeaderMaps
+from photdb.archive.walk import printable, walk_fits
+from photdb.errors import DatabaseError
 
-__all__ = ["FileResult", "IngestReport", "ingest_exposure", "ingest_paths"]
+__all__ = ["FileResult", "IngestReport", "LostServer", "ingest_exposure", "ingest_paths"]
 
 Status = Literal["ingested", "present", "failed"]
 
@@ -69,9 +76,31 @@ class IngestReport:
         """The one-line message of every file that was not simply ingested."""
         return [r.message for r in self.results if r.status != "ingested"]
 
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning of every file, one line each, naming the file."""
+        return [f"{r.path}: {w}" for r in self.results for w in r.warnings]
+
+
+class LostServer(DatabaseError):
+    """The connection to the server broke during an ingest; the run stopped there."""
+
 
 class _Refused(Exception):
     """A file the database side refuses (conflict, unknown name)."""
+
+
+class _Again(Exception):
+    """A concurrent ingest changed what this one saw: try the file again."""
+
+
+#: Errors a concurrent ingest of the same file can cause; the file is tried again.
+_RACES = (
+    _Again,
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
 
 
 _NAMED = {"telescopes", "instruments", "observatories"}
@@ -89,7 +118,6 @@ def _name_id(
     if name is None:
         return None
     assert table in _NAMED
-    name = name[:64]
     ident = sql.Identifier(table)
     row = cur.execute(sql.SQL("SELECT id FROM {} WHERE name = %s").format(ident), [name]).fetchone()
     if row:
@@ -122,10 +150,44 @@ def _point(xy: tuple[float, float] | None) -> str | None:
 
 _OBS_INSERT = """
 INSERT INTO observations (dateobs, accumtime, telescope_id, instrument_id, fov, mode, band,
-    coordequ, coordequsrc, type, filename, path_to_fits, mjd, timesys)
-VALUES (%s, %s, %s, %s, %s::point, %s, %s, %s::spoint, %s, %s, %s, %s, %s, %s)
+    coordequ, coordequsrc, type, filename, path_to_fits, mjd, timesys, ingest_notes)
+VALUES (%s, %s, %s, %s, %s::point, %s, %s, %s::spoint, %s, %s, %s, %s, %s, %s, %s)
 RETURNING id
 """
+
+
+def _insert_image(cur: psycopg.Cursor, exp_id: int, image: ImageRecord, name_id) -> int:
+    o = image.observation
+    (oid,) = cur.execute(
+        _OBS_INSERT,
+        [
+            o.dateobs,
+            o.accumtime,
+            name_id("telescopes", o.telescope, "telescope"),
+            name_id("instruments", o.instrument, "instrument"),
+            _point(o.fov),
+            o.mode,
+            o.band,
+            _spoint(o.coordequ),
+            o.coordequsrc,
+            o.type,
+            o.filename,
+            o.path_to_fits,
+            o.mjd,
+            o.timesys,
+            list(o.warnings) or None,
+        ],
+    ).fetchone()
+    cur.execute(
+        "INSERT INTO galimages (id, galexposure_id, hdu, extname, ccdnum, naxis1, naxis2)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [oid, exp_id, image.hdu, image.extname, image.ccdnum, image.naxis1, image.naxis2],
+    )
+    cur.execute(
+        "INSERT INTO metadata_obs_json (observation_id, data) VALUES (%s, %s)",
+        [oid, Jsonb(image.header_json)],
+    )
+    return oid
 
 
 def ingest_exposure(
@@ -145,25 +207,7 @@ def ingest_exposure(
     """
     where = f"{exposure.path}/{exposure.filename}"
     with conn.cursor() as cur:
-        row = cur.execute(
-            "SELECT id, path, filename FROM galexposures WHERE sha256 = %s", [exposure.sha256]
-        ).fetchone()
-        if row:
-            same = (row[1], row[2]) == (exposure.path, exposure.filename)
-            text = "already present" + ("" if same else f" as {row[1]}/{row[2]}")
-            return "present", f"{where}: {text}", row[0], ()
-        row = cur.execute(
-            "SELECT sha256 FROM galexposures WHERE path = %s AND filename = %s",
-            [exposure.path, exposure.filename],
-        ).fetchone()
-        if row:
-            raise _Refused(
-                f"conflict: a different file (sha256 {row[0][:12]}...) was ingested "
-                "under this path and name; refusing to overwrite"
-            )
-        obs_id = _name_id(
-            cur, "observatories", exposure.observatory, create=create_missing, what="observatory"
-        )
+        obs_id = None
         named: dict[tuple[str, str | None], int | None] = {}
 
         def name_id(table: str, name: str | None, what: str) -> int | None:
@@ -174,6 +218,44 @@ def ingest_exposure(
                                               what=what, extra=extra)  # fmt: skip
             return named[table, name]
 
+        row = cur.execute(
+            "SELECT id, path, filename FROM galexposures WHERE sha256 = %s FOR UPDATE",
+            [exposure.sha256],
+        ).fetchone()
+        if row:
+            same = (row[1], row[2]) == (exposure.path, exposure.filename)
+            text = f"{where}: already present" + ("" if same else f" as {row[1]}/{row[2]}")
+            hdus = cur.execute("SELECT hdu FROM galimages WHERE galexposure_id = %s", [row[0]])
+            stored = {r[0] for r in hdus.fetchall()}
+            missing = [im for im in exposure.images if im.hdu not in stored]
+            if not missing:
+                return "present", text, row[0], ()
+            obs_id = _name_id(
+                cur, "observatories", exposure.observatory, create=create_missing,
+                what="observatory",
+            )  # fmt: skip
+            ids = tuple(_insert_image(cur, row[0], im, name_id) for im in missing)
+            cur.execute(
+                "UPDATE galexposures SET n_images = (SELECT count(*) FROM galimages"
+                " WHERE galexposure_id = %s) WHERE id = %s",
+                [row[0], row[0]],
+            )
+            n = len(ids)
+            return "ingested", f"{text}; {n} missing image{'s' * (n != 1)} added", row[0], ids
+        row = cur.execute(
+            "SELECT sha256 FROM galexposures WHERE path = %s AND filename = %s",
+            [exposure.path, exposure.filename],
+        ).fetchone()
+        if row and row[0] == exposure.sha256:
+            raise _Again  # committed by a concurrent ingest between our two look-ups
+        if row:
+            raise _Refused(
+                f"conflict: a different file (sha256 {row[0][:12]}...) was ingested "
+                "under this path and name; refusing to overwrite"
+            )
+        obs_id = _name_id(
+            cur, "observatories", exposure.observatory, create=create_missing, what="observatory"
+        )
         tel_id = name_id("telescopes", exposure.telescope, "telescope")
         ins_id = name_id("instruments", exposure.instrument, "instrument")
         (exp_id,) = cur.execute(
@@ -192,42 +274,9 @@ def ingest_exposure(
                 ins_id,
             ],
         ).fetchone()
-        ids = []
-        for image in exposure.images:
-            o = image.observation
-            tid = name_id("telescopes", o.telescope, "telescope")
-            iid = name_id("instruments", o.instrument, "instrument")
-            (oid,) = cur.execute(
-                _OBS_INSERT,
-                [
-                    o.dateobs,
-                    o.accumtime,
-                    tid,
-                    iid,
-                    _point(o.fov),
-                    o.mode,
-                    o.band,
-                    _spoint(o.coordequ),
-                    o.coordequsrc,
-                    o.type,
-                    o.filename,
-                    o.path_to_fits,
-                    o.mjd,
-                    o.timesys,
-                ],
-            ).fetchone()
-            cur.execute(
-                "INSERT INTO galimages (id, galexposure_id, hdu, extname, ccdnum, naxis1, naxis2)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [oid, exp_id, image.hdu, image.extname, image.ccdnum, image.naxis1, image.naxis2],
-            )
-            cur.execute(
-                "INSERT INTO metadata_obs_json (observation_id, data) VALUES (%s, %s)",
-                [oid, Jsonb(image.header_json)],
-            )
-            ids.append(oid)
+        ids = tuple(_insert_image(cur, exp_id, image, name_id) for image in exposure.images)
     n = len(ids)
-    return "ingested", f"{where}: ingested, {n} image{'s' * (n != 1)}", exp_id, tuple(ids)
+    return "ingested", f"{where}: ingested, {n} image{'s' * (n != 1)}", exp_id, ids
 
 
 @dataclass(frozen=True)
@@ -235,35 +284,60 @@ class _Options:
     create_missing: bool = True
     dry_run: bool = False
     maps: HeaderMaps | None = field(default=None)
+    max_unpacked_mb: float = 1024
+
+
+def _lost(conn: psycopg.Connection) -> bool:
+    return conn.closed or conn.broken
+
+
+def _write(conn: psycopg.Connection, exposure: ExposureRecord, opts: _Options):
+    """One file in its own transaction (or savepoint); concurrent twins are retried."""
+    for attempt in range(5):
+        try:
+            with conn.transaction() as tx:
+                status, message, exp_id, ids = ingest_exposure(
+                    conn, exposure, create_missing=opts.create_missing
+                )
+                if opts.dry_run:
+                    message = message.replace(": ingested", ": would be ingested (dry run)")
+                    message = message.replace("added", "would be added (dry run)")
+                    exp_id, ids = None, ()
+                    raise psycopg.Rollback(tx)  # leaves the block quietly, rolled back
+            return status, message, exp_id, ids
+        except _RACES:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # the other transaction has finished: look again
+    raise AssertionError("unreachable")
 
 
 def _one(conn: psycopg.Connection, path: Path, opts: _Options) -> FileResult:
+    name = printable(path)
     try:
-        exposure = read_exposure(path, maps=opts.maps)
+        exposure = read_exposure(path, maps=opts.maps, max_unpacked_mb=opts.max_unpacked_mb)
     except (ExposureError, HeaderError) as exc:
-        return FileResult(str(path), "failed", str(exc))
+        return FileResult(name, "failed", str(exc))
     except OSError as exc:
-        return FileResult(str(path), "failed", f"{path}: cannot read ({exc.strerror or exc})")
+        return FileResult(name, "failed", f"{name}: cannot read ({exc.strerror or exc})")
     try:
-        with conn.transaction() as tx:
-            status, message, exp_id, ids = ingest_exposure(
-                conn, exposure, create_missing=opts.create_missing
-            )
-            if opts.dry_run:
-                message = message.replace(": ingested", ": would be ingested (dry run)")
-                exp_id, ids = None, ()
-                raise psycopg.Rollback(tx)  # leaves the block quietly, rolled back
+        status, message, exp_id, ids = _write(conn, exposure, opts)
     except _Refused as exc:
-        return FileResult(str(path), "failed", f"{path}: {exc}", warnings=exposure.warnings)
+        return FileResult(name, "failed", f"{name}: {exc}", warnings=exposure.warnings)
     except psycopg.Error as exc:
+        if _lost(conn) or isinstance(exc, psycopg.OperationalError):
+            raise LostServer(
+                f"lost the connection to the database server while ingesting {name} "
+                f"({' '.join(str(exc).split()) or type(exc).__name__}); stopped there"
+            ) from None
         text = " ".join(str(exc).split())
         return FileResult(
-            str(path),
+            name,
             "failed",
-            f"{path}: database refused the file ({text})",
+            f"{name}: database refused the file ({text})",
             warnings=exposure.warnings,
         )
-    return FileResult(str(path), status, message, exp_id, ids, exposure.warnings)
+    return FileResult(name, status, message, exp_id, ids, exposure.warnings)
 
 
 def ingest_paths(
@@ -274,6 +348,7 @@ def ingest_paths(
     create_missing: bool = True,
     dry_run: bool = False,
     maps: HeaderMaps | None = None,
+    max_unpacked_mb: float | None = None,
     progress: Callable[[int, int, FileResult], None] | None = None,
 ) -> IngestReport:
     """Ingest every FITS file under ``paths``.
@@ -281,13 +356,15 @@ def ingest_paths(
     Parameters
     ----------
     paths : path or iterable of paths
-        Files and directories (walked recursively, see :func:`find_fits`).
+        Files and directories (walked recursively, see
+        :func:`~photdb.archive.walk.walk_fits`; what the walk skips is
+        reported as failed, one line each).
     conn : psycopg.Connection, optional
         Connection to use (each file is its own transaction, or a savepoint
         if the caller has one open). Default: ``photdb.db.connect("writer",
         settings)``, closed at the end.
     settings : photdb.settings.Settings, optional
-        Used only when ``conn`` is not given.
+        Used only when ``conn`` is not given, and for ``max_unpacked_mb``.
     create_missing : bool
         Create telescopes/instruments/observatories named in headers but not
         yet in the database; when False such a file fails, naming the name.
@@ -295,6 +372,8 @@ def ingest_paths(
         Read, verify and write every file, then roll each transaction back.
     maps : HeaderMaps, optional
         Filter/mode maps (:func:`~photdb.archive.headers.load_maps`).
+    max_unpacked_mb : float, optional
+        Decompression limit [MB] (default: ``settings.max_unpacked_mb``, 1024).
     progress : callable, optional
         Called as ``progress(done, total, result)`` after every file.
 
@@ -302,22 +381,34 @@ def ingest_paths(
     -------
     IngestReport
         A file that fails leaves nothing in the database; the rest go on.
+
+    Raises
+    ------
+    LostServer
+        The connection to the server broke: the run stops at once (files
+        already committed stay).
     """
-    files = find_fits(paths)
-    opts = _Options(create_missing=create_missing, dry_run=dry_run, maps=maps)
+    walk = walk_fits(paths)
+    if max_unpacked_mb is None:
+        max_unpacked_mb = getattr(settings, "max_unpacked_mb", 1024)
+    opts = _Options(create_missing, dry_run, maps, max_unpacked_mb)
     own = conn is None
     if own:
         from photdb.db import connect
 
         conn = connect("writer", settings=settings)  # type: ignore[arg-type]
     start = time.perf_counter()
-    results = []
+    results = [FileResult(line.split(": ", 1)[0], "failed", line) for line in walk.skipped]
+    total = len(walk.files) + len(results)
     try:
-        for done, path in enumerate(files, 1):
+        if progress is not None:
+            for done, result in enumerate(results, 1):
+                progress(done, total, result)
+        for path in walk.files:
             result = _one(conn, path, opts)
             results.append(result)
             if progress is not None:
-                progress(done, len(files), result)
+                progress(len(results), total, result)
     finally:
         if own:
             conn.close()

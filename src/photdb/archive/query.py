@@ -106,7 +106,15 @@ def _object_table(rows: Sequence[tuple], extra: Sequence[str] = ()) -> Table:
     return t
 
 
-def find_objects(conn: psycopg.Connection, name_or_id: str | int) -> Table:
+def _like(text: str) -> str:
+    """A glob (``*`` any run, ``?`` one character) as an ILIKE pattern; ``%``/``_`` literal."""
+    escaped = re.sub(r"([\\%_])", r"\\\1", text)
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def find_objects(
+    conn: psycopg.Connection, name_or_id: str | int, *, pattern: bool | None = None
+) -> Table:
     """Objects whose id or any catalogue name is ``name_or_id``.
 
     Parameters
@@ -115,9 +123,14 @@ def find_objects(conn: psycopg.Connection, name_or_id: str | int) -> Table:
         Any role.
     name_or_id : str or int
         An ``objects.id``; a Gaia source id, bare or as 'Gaia DR3 <id>'; or a
-        SIMBAD, VSX, UCAC4 or APASS name, compared case-insensitively. A name
-        containing ``%`` or ``*`` is a pattern (``ILIKE``), as in the archive
-        document's ``simbad_name ILIKE 'TYC 4568-4%'``.
+        SIMBAD, VSX, UCAC4, APASS or AAVSO (AUID) name, compared
+        case-insensitively. ``%`` and ``_`` are always literal characters.
+    pattern : bool, optional
+        True: ``name_or_id`` is a glob, ``*`` any run of characters and ``?``
+        one (``'TYC 4568-4*'``). False: never a pattern. None (default): exact
+        names first; only when nothing matches exactly and the text holds a
+        ``*`` or ``?`` is it taken as a glob (so SIMBAD's 'V* SS Cyg' is found
+        as itself).
 
     Returns
     -------
@@ -128,6 +141,19 @@ def find_objects(conn: psycopg.Connection, name_or_id: str | int) -> Table:
     text = " ".join(str(name_or_id).split())
     if not text:
         raise QueryError("an empty object name")
+    if pattern is not True:
+        rows = _exact(conn, text)
+        if rows or pattern is False or not ("*" in text or "?" in text):
+            return _object_table(rows)
+    glob = _like(text)
+    clauses = [f"{c} ILIKE %s" for c in (*_NAME_COLUMNS, "gaia_name", "auid")]
+    rows = conn.execute(
+        _OBJ_SELECT + " WHERE " + " OR ".join(clauses) + " ORDER BY id", [glob] * len(clauses)
+    ).fetchall()
+    return _object_table(rows)
+
+
+def _exact(conn: psycopg.Connection, text: str) -> list[tuple]:
     gaia = _GAIA.match(text)
     clauses, params = [], []
     if text.isdigit():
@@ -139,17 +165,11 @@ def find_objects(conn: psycopg.Connection, name_or_id: str | int) -> Table:
     elif gaia:
         clauses.append("gaia_name = %s")
         params.append(gaia.group(1))
-    if "%" in text or "*" in text:
-        pattern = text.replace("*", "%")
-        clauses += [f"{c} ILIKE %s" for c in (*_NAME_COLUMNS, "gaia_name")]
-        params += [pattern] * (len(_NAME_COLUMNS) + 1)
-    else:
-        clauses += [f"lower({c}) = lower(%s)" for c in _NAME_COLUMNS]
-        params += [text] * len(_NAME_COLUMNS)
-    rows = conn.execute(
+    clauses += [f"lower({c}) = lower(%s)" for c in (*_NAME_COLUMNS, "auid")]
+    params += [text] * (len(_NAME_COLUMNS) + 1)
+    return conn.execute(
         _OBJ_SELECT + " WHERE " + " OR ".join(clauses) + " ORDER BY id", params
     ).fetchall()
-    return _object_table(rows)
 
 
 def _spoint(coord: SkyCoord) -> tuple[float, float]:
@@ -188,10 +208,14 @@ def cone_objects(conn: psycopg.Connection, coord: SkyCoord, radius: u.Quantity) 
 def check_radius(radius: u.Quantity) -> float:
     try:
         r = u.Quantity(radius).to_value(u.rad)
-    except u.UnitsError:
+    except (u.UnitsError, TypeError, ValueError):
         raise QueryError(f"radius {radius} is not an angle") from None
-    if not (math.isfinite(r) and 0 <= r <= math.pi):
-        raise QueryError(f"radius {radius} must be between 0 and 180 deg")
+    if not math.isfinite(r):
+        raise QueryError(f"radius {radius} is not a finite angle")
+    if not 0 <= r <= math.pi / 2:
+        raise QueryError(
+            f"radius {radius} must be between 0 and 90 deg (a cone is at most a hemisphere)"
+        )
     return float(r)
 
 
@@ -270,8 +294,12 @@ def parse_radius(text: str | float, *, default_unit: u.UnitBase = u.arcsec) -> u
         raise QueryError(
             f"cannot read radius {text!r}: use e.g. 30arcsec, 6arcmin, 0.1deg, 30\" or 6'"
         ) from None
-    if q.value < 0 or not math.isfinite(q.value):
+    if not math.isfinite(q.value):
+        raise QueryError(f"radius {text!r} is not a finite angle")
+    if q.value < 0:
         raise QueryError(f"radius {text!r} must be a positive angle")
+    if q > 90 * u.deg:
+        raise QueryError(f"radius {text!r} is over 90 deg: a cone is at most a hemisphere")
     return q
 
 
@@ -280,6 +308,8 @@ def parse_coord(ra: str | float, dec: str | float) -> SkyCoord:
 
     RA with ':' or spaces or 'h' is in hours ('17:20:39', '17h20m39s'), a bare
     number in degrees; Dec is always in degrees ('+76:42:40', '76d42m40s', 76.71).
+    RA must lie in 0..360 deg (0..24 h) and Dec in -90..+90 deg: nothing is
+    wrapped silently; NaN and infinities are refused.
     """
     try:
         rs, ds = str(ra).strip(), str(dec).strip()
@@ -292,9 +322,18 @@ def parse_coord(ra: str | float, dec: str | float) -> SkyCoord:
             dec_a = Angle(float(ds), u.deg)
         except ValueError:
             dec_a = Angle(ds, unit=u.deg)
+        ra_deg, dec_deg = float(ra_a.deg), float(dec_a.deg)
+        if not (math.isfinite(ra_deg) and math.isfinite(dec_deg)):
+            raise QueryError(f"position RA={ra!r} Dec={dec!r} is not finite")
+        if not (0 <= ra_deg <= 360 and -90 <= dec_deg <= 90):
+            raise QueryError(
+                f"position RA={ra!r} Dec={dec!r} is outside RA 0..360 deg (0..24 h), "
+                "Dec -90..+90 deg"
+            )
         return SkyCoord(ra_a, dec_a, frame="icrs")
     except (ValueError, TypeError, u.UnitsError) as exc:
-        raise QueryError(f"cannot read position RA={ra!r} Dec={dec!r}: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise QueryError(f"cannot read position RA={ra!r} Dec={dec!r}: {reason}") from None
 
 
 #: Output formats of :func:`write_table` and their astropy writer names.

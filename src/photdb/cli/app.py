@@ -23,6 +23,14 @@ def _console(stderr: bool = False) -> Console:
 
 console = _console()
 err_console = _console(stderr=True)
+#: Global options of this invocation (set by the root callback).
+state = {"verbose": False}
+
+
+def verbose() -> bool:
+    """True when ``--verbose`` was given: every warning and refused row is printed."""
+    return bool(state["verbose"])
+
 
 app = typer.Typer(
     name="photdb",
@@ -42,12 +50,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what photdb does."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show every warning and refused row; log what photdb does."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """photdb: time-domain photometry on PostgreSQL."""
+    state["verbose"] = verbose
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",

@@ -27,15 +27,27 @@ def _server():
 
 
 @db_app.command("start")
-def start() -> None:
+def start(
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        help="Move the cluster to this TCP port first (it keeps its port otherwise).",
+        min=1,
+        max=65535,
+    ),
+) -> None:
     """Start the embedded PostgreSQL cluster (created and migrated on first use).
 
     Example: photdb db start
     """
-    from photdb.db.migrate import ensure_embedded
+    from photdb.db.embedded import ensure_cluster
 
     settings, server = _server()
-    ensure_embedded(server, settings.dbname)
+    if port is not None and server.is_ready() and port != server.port():
+        with server.lock():
+            server.stop()
+            server.set_port(port)
+    server = ensure_cluster(settings)
     console.print(f"embedded PostgreSQL running on 127.0.0.1:{server.port()} ({server.datadir})")
 
 
@@ -91,10 +103,10 @@ def init() -> None:
     Example: photdb db init
     """
     from photdb.db import init_database
-    from photdb.db.connection import resolve
+    from photdb.db.embedded import init_embedded
 
-    settings = resolve(load_settings())
-    applied = init_database(settings)
+    settings = load_settings()
+    applied = init_embedded(settings) if settings.embedded else init_database(settings)
     if applied:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:

@@ -1,6 +1,12 @@
-"""Database layer: embedded server, connections, migrations, bulk loads and queries.
+"""Database layer: embedded server, connections, migrations, bulk loads.
 
-Nothing in the algorithm modules imports this package.
+Modules, lowest first (each imports only those before it): ``files`` (the
+home's lock, private files and credentials), ``server`` (the embedded
+cluster's processes), ``session`` (one guarded session for
+one role), ``migrate`` (schema and roles), ``embedded`` (creating and starting
+the embedded cluster), ``connection`` (``connect``, ``resolve``,
+``database_url``). ``copy`` is independent. Nothing in the algorithm modules
+imports this package.
 """
 
 from photdb.db.connection import connect, database_url, resolve

@@ -1,32 +1,60 @@
 """Schema creation and upgrades (yoyo-migrations, run as the admin role) and the three roles.
 
 ``init_database`` is idempotent: a second run applies nothing and changes no
-privilege. The roles follow the archive document:
+privilege. It is the only place, with the embedded cluster's creation, that
+changes schema or roles; ordinary commands only connect. The roles follow the
+archive document:
 
-* **admin** owns every table and runs migrations;
+* **admin** owns every table and runs migrations; it alone may read or write
+  yoyo's bookkeeping tables (``_yoyo_migration``, ``_yoyo_log``,
+  ``_yoyo_version``, ``yoyo_lock``);
 * **writer** may SELECT/INSERT/UPDATE/DELETE and use sequences, but owns nothing
   and cannot create or alter tables;
 * **readonly** may only SELECT. It has no write privilege anywhere, so
   ``SET default_transaction_read_only = off`` gains it nothing; it cannot create
   temporary tables (TEMP is revoked from PUBLIC) or large objects; default
   privileges make every table a later migration adds readable by it.
+
+Migrations are serialised by a PostgreSQL session-level advisory lock, held by
+the migrating session: if that process is killed the server drops the lock with
+the session, so nothing stale is left behind (yoyo's own lock table is cleared
+under it). Each migration and its bookkeeping row commit in one transaction.
+Every role can see which migrations are applied through the ``photdb_schema``
+view, which is how ordinary commands notice a database older than their code.
+
+Role passwords are sent as SCRAM-SHA-256 verifiers computed on the client
+(libpq's ``PQencryptPasswordConn``), never as plaintext in a statement.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
-from photdb.db.server import EmbeddedServer
-from photdb.errors import DatabaseError
+from photdb.db.session import open_session, reason
+from photdb.errors import ConfigError, DatabaseError
 from photdb.settings import Settings
 
+__all__ = [
+    "BOOKKEEPING_TABLES",
+    "EXTENSIONS",
+    "apply_grants",
+    "apply_migrations",
+    "check_extensions",
+    "init_database",
+    "migration_ids",
+    "missing_migrations",
+    "password_verifier",
+]
+
 EXTENSIONS = {"q3c": "postgresql-15-q3c", "pg_sphere": "postgresql-15-pgsphere"}
-_ensured: set[tuple[str, str]] = set()
+#: yoyo's own tables: the admin role's alone.
+BOOKKEEPING_TABLES = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock")
+#: pg_advisory_lock key serialising migrations (and grants) per database.
+MIGRATION_LOCK = 0x70686F74_64620001
 
 
 def migrations_dir() -> Path:
@@ -34,81 +62,29 @@ def migrations_dir() -> Path:
     return Path(str(resources.files("photdb.db") / "migrations"))
 
 
-def _superuser_connect(server: EmbeddedServer, dbname: str = "postgres") -> psycopg.Connection:
-    try:
-        return psycopg.connect(**server.superuser_conninfo(dbname), autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(
-            f"cannot reach the embedded cluster in {server.datadir}: {exc}"
-        ) from None
+def migration_ids() -> list[str]:
+    """Ids of the migrations shipped with this photdb (file names without ``.sql``)."""
+    return sorted(p.name[: -len(".sql")] for p in migrations_dir().glob("*.sql"))
 
 
-def bootstrap_embedded(server: EmbeddedServer, dbname: str) -> bool:
-    """Create roles, database and extensions in the embedded cluster.
+def missing_migrations(conn: psycopg.Connection) -> list[str] | None:
+    """Shipped migrations the database lacks, or None if it has no ``photdb_schema`` view.
 
-    Returns True if the database was created now.
+    Any role may call it; it reads only the ``photdb_schema`` view.
     """
-    creds = server.credentials()
-    from photdb.settings import DEFAULT_USERS
-
-    created = False
-    with _superuser_connect(server) as conn:
-        for role, name in DEFAULT_USERS.items():
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB PASSWORD {}").format(
-                    sql.SQL(verb), sql.Identifier(name), sql.Literal(creds[role])
-                )
-            )
-        conn.execute(
-            sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
-                sql.Identifier(DEFAULT_USERS["readonly"])
-            )
-        )
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(dbname), sql.Identifier(DEFAULT_USERS["admin"])
-                )
-            )
-            created = True
-    with _superuser_connect(server, dbname) as conn:
-        for ext in EXTENSIONS:
-            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
-        # large objects are writable by any role by default: close that door
-        for fn in (
-            "lo_create(oid)",
-            "lo_creat(integer)",
-            "lo_import(text)",
-            "lo_import(text, oid)",
-            "lo_from_bytea(oid, bytea)",
-        ):
-            conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_catalog.{fn} FROM PUBLIC")
-    return created
+    try:
+        with conn.transaction():
+            rows = conn.execute("SELECT migration_id FROM photdb_schema").fetchall()
+    except psycopg.errors.UndefinedTable:
+        return None
+    applied = {r[0] for r in rows}
+    return [m for m in migration_ids() if m not in applied]
 
 
-def ensure_embedded(server: EmbeddedServer, dbname: str = "photdb") -> None:
-    """Start the embedded cluster and make sure the schema is current (once per process)."""
-    server.start()
-    key = (str(server.home), dbname)
-    if key in _ensured:
-        return
-    bootstrap_embedded(server, dbname)
-    from dataclasses import replace
-
-    from photdb.settings import Settings
-
-    settings = Settings(embedded=True, home=server.home, dbname=dbname)
-    settings = replace(settings, port=server.port(), passwords=dict(server.credentials()))
-    init_database(settings)
-    _ensured.add(key)
-
-
-def _admin_connect(settings: Settings) -> psycopg.Connection:
-    from photdb.db.connection import connect
-
-    return connect("admin", settings, autocommit=True)
+def password_verifier(conn: psycopg.Connection, user: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of ``password`` for ``user``, computed by libpq locally."""
+    raw = conn.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256")
+    return raw.decode("ascii")
 
 
 def check_extensions(conn: psycopg.Connection, settings: Settings) -> None:
@@ -137,35 +113,72 @@ def check_extensions(conn: psycopg.Connection, settings: Settings) -> None:
                 ) from None
 
 
-def apply_migrations(settings: Settings) -> list[str]:
-    """Apply pending migrations as the admin role; return the ids applied."""
-    from yoyo import get_backend, read_migrations
+def _backend(conn: psycopg.Connection):
+    """A yoyo backend over ``conn``: no URL (so no password in one), atomic apply + mark."""
+    from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+    from yoyo.connections import parse_uri
+    from yoyo.migrations import default_migration_table
 
-    user = quote(settings.user("admin"), safe="")
-    pw = settings.password("admin") or ""
-    url = (
-        f"postgresql+psycopg://{user}:{quote(pw, safe='')}@{settings.host}:{settings.port}/"
-        f"{quote(settings.dbname, safe='')}"
-    )
-    backend = None
+    class _Backend(PostgresqlPsycopgBackend):
+        def connect(self, dburi):
+            return conn
+
+        def apply_one(self, migration, force=False, mark=True):
+            # yoyo commits a migration and marks it applied in two transactions;
+            # a process killed between them would leave an applied, unmarked
+            # migration. Here both happen in one.
+            self.ensure_internal_schema_updated()
+            with self.transaction():
+                migration.process_steps(self, "apply", force=force)
+                self.log_migration(migration, "apply")
+                if mark:
+                    self.mark_one(migration, log=False)
+
+    backend = _Backend(parse_uri("postgresql+psycopg:///photdb"), default_migration_table)
+    backend.init_database()
+    return backend
+
+
+def _migrate(conn: psycopg.Connection, settings: Settings) -> list[str]:
+    """Apply pending migrations on ``conn`` (admin, autocommit, advisory lock held)."""
+    from yoyo import read_migrations
+
     try:
-        backend = get_backend(url)
-        migrations = read_migrations(str(migrations_dir()))
-        with backend.lock():
-            todo = backend.to_apply(migrations)
-            backend.apply_migrations(todo)
+        backend = _backend(conn)
+        backend.break_lock()  # any row there is stale: we hold the advisory lock
+        todo = backend.to_apply(read_migrations(str(migrations_dir())))
+        backend.apply_migrations(todo)
         return [m.id for m in todo]
     except Exception as exc:  # yoyo wraps driver errors in several types
-        msg = str(exc).replace(pw, "***") if pw else str(exc)
-        first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-        raise DatabaseError(f"migration failed on {settings.describe('admin')}: {first}") from None
-    finally:
-        if backend is not None:
-            backend.connection.close()
+        raise DatabaseError(
+            f"migration failed on {settings.describe('admin')}: "
+            f"{reason(exc, settings.password('admin'))}"
+        ) from None
+
+
+def _lock(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+
+
+def apply_migrations(settings: Settings) -> list[str]:
+    """Apply pending migrations as the admin role; return the ids applied."""
+    _need_resolved(settings)
+    with open_session("admin", settings, autocommit=True) as conn:
+        _lock(conn)
+        return _migrate(conn, settings)
+
+
+def _exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"public.{name}"]).fetchone()[0]
 
 
 def apply_grants(conn: psycopg.Connection, settings: Settings) -> None:
-    """Grant the writer and read-only roles their privileges (idempotent)."""
+    """Grant the writer and read-only roles their privileges (idempotent).
+
+    Everything in ``public`` is readable by both and writable by the writer,
+    except yoyo's bookkeeping tables (the admin role's alone) and the
+    ``photdb_schema`` view (read-only for both).
+    """
     db = sql.Identifier(settings.dbname)
     admin = sql.Identifier(settings.user("admin"))
     writer = sql.Identifier(settings.user("writer"))
@@ -193,6 +206,18 @@ def apply_grants(conn: psycopg.Connection, settings: Settings) -> None:
             "GRANT USAGE, SELECT ON SEQUENCES TO {}"
         ).format(admin, writer),
     ]
+    for table in BOOKKEEPING_TABLES:
+        if _exists(conn, table):
+            stmts.append(
+                sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC, {}, {}").format(
+                    sql.Identifier(table), writer, ro
+                )
+            )
+    if _exists(conn, "photdb_schema"):
+        stmts.append(
+            sql.SQL("REVOKE ALL ON TABLE photdb_schema FROM PUBLIC, {}, {}").format(writer, ro)
+        )
+        stmts.append(sql.SQL("GRANT SELECT ON TABLE photdb_schema TO {}, {}").format(writer, ro))
     for stmt in stmts:
         conn.execute(stmt)
 
@@ -208,10 +233,11 @@ def _ensure_roles(conn: psycopg.Connection, settings: Settings) -> None:
             raise DatabaseError(
                 f"role {name} does not exist and DB_{role.upper()}_PASS is not set to create it"
             )
+        verifier = password_verifier(conn, name, pw)
         try:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(name), sql.Literal(pw)
+                    sql.Identifier(name), sql.Literal(verifier)
                 )
             )
             if role == "readonly":
@@ -227,20 +253,27 @@ def _ensure_roles(conn: psycopg.Connection, settings: Settings) -> None:
             ) from None
 
 
+def _need_resolved(settings: Settings) -> None:
+    if settings.embedded and not settings.password("admin"):
+        raise ConfigError(
+            "the embedded cluster's settings are not resolved: "
+            "use photdb.db.connection.resolve(settings) first"
+        )
+
+
 def init_database(settings: Settings) -> list[str]:
     """Create or upgrade the schema and the roles; return the migrations applied.
 
-    Running it twice is a no-op the second time.
+    Serialised per database by an advisory lock held for the whole run, so any
+    number of concurrent calls is safe; running it twice is a no-op the
+    second time. ``settings`` must be resolved (port and passwords known).
     """
-    if settings.embedded and settings.password("admin") is None:
-        from photdb.db.connection import resolve
-
-        settings = resolve(settings)
-    with _admin_connect(settings) as conn:
+    _need_resolved(settings)
+    with open_session("admin", settings, autocommit=True) as conn:
+        _lock(conn)
         check_extensions(conn, settings)
         if not settings.embedded:
             _ensure_roles(conn, settings)
-    applied = apply_migrations(settings)
-    with _admin_connect(settings) as conn:
+        applied = _migrate(conn, settings)
         apply_grants(conn, settings)
     return applied

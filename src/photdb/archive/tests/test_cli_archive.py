@@ -268,7 +268,7 @@ def test_ingest_and_loads(env, invoke, db_settings, tmp_path):
         lc = get_lightcurve(conn, object="SS Cyg")
         assert lc["jd"].tolist() == pytest.approx([2459510.3, 2459510.4], abs=1e-8)
         Table({"jd": [2459510.5], "mag": [12.0], "err": [0.01]}).write(tmp_path / "lc2.csv")
-        code, _, err = invoke(
+        code, out, err = invoke(
             "lightcurves",
             "load",
             tmp_path / "lc2.csv",
@@ -279,4 +279,28 @@ def test_ingest_and_loads(env, invoke, db_settings, tmp_path):
             "--band",
             "V",
         )
-        assert code == 1 and "nothing loaded" in err
+        assert code == 1 and "0 inserted" in out and "1 refused" in out
+        assert "row 1: object 'Nobody' not found in objects; refused" in err
+        # the same file twice adds nothing and says so
+        code, out, err = invoke(
+            "lightcurves", "load", tmp_path / "lc.csv", "--datasource", "KOL", "--band", "V",
+            "--time-format", "jd",
+        )  # fmt: skip
+        assert code == 0 and "0 inserted, 2 already present" in out and "nothing new" in out
+        assert len(get_lightcurve(conn, object="SS Cyg")) == 2
+
+
+def test_warnings_are_counted_and_shown_with_verbose(invoke, tmp_path):
+    from photdb.archive.tests.corpus import frame
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        # no WCS and no pointing: coordequ is left empty, and the user is told why
+        frame(tmp_path / name / "nopointing.fits", [], wcs=False, seed=ord(name))
+    code, out, err = invoke("ingest", tmp_path / "a")
+    assert code == 0 and "1 ingested" in out and "1 warning (--verbose shows each)" in out
+    assert "coordequ left empty" not in err
+    code, out, err = invoke("--verbose", "ingest", tmp_path / "b")
+    assert code == 0 and "1 ingested" in out and "1 warning (1 files" in out
+    line = "nopointing.fits: HDU 0: no usable WCS or pointing coordinates: coordequ left empty"
+    assert line in err

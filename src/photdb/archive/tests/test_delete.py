@@ -136,10 +136,32 @@ def test_plan_is_rechecked_and_errors(data):
     for target, message in (
         (("observation", "nope.fit"), "no observation"),
         (("object", "Nobody"), "no object"),
-        (("object", "19729%"), "matches 4 objects"),
+        (("object", "19729*"), "matches 4 objects"),
         (("datasource", "NOPE"), "no data source"),
         (("night", "22/10/2021"), "YYYY-MM-DD"),
         (("galaxy", "M31"), "cannot delete"),
     ):
         with pytest.raises(DeleteError, match=message):
             plan_delete(conn, target)
+
+
+def test_deleted_hdu_can_be_ingested_again(db_settings, tmp_path):
+    from photdb.archive.ingest import ingest_paths
+    from photdb.archive.tests.fitsfactory import write_decam_fz
+
+    path = write_decam_fz(tmp_path / "mef.fits.fz")
+    assert ingest_paths(path, settings=db_settings).ingested == 1
+    with connect("writer", settings=db_settings, autocommit=True) as conn:
+        (first,) = conn.execute(
+            "SELECT min(g.id) FROM galimages g JOIN galexposures e ON e.id = g.galexposure_id"
+        ).fetchone()
+        _delete(conn, ("observation", str(first)))
+        assert conn.execute("SELECT n_images FROM galexposures").fetchall() == [(1,)]
+        again = ingest_paths(path, settings=db_settings)
+        assert again.ingested == 1 and "1 missing image added" in again.results[0].message
+        rows = conn.execute(
+            "SELECT e.n_images, count(g.id) FROM galexposures e"
+            " JOIN galimages g ON g.galexposure_id = e.id GROUP BY e.id"
+        )
+        assert rows.fetchall() == [(2, 2)]
+        assert ingest_paths(path, settings=db_settings).present == 1

@@ -65,7 +65,7 @@ def test_filter_map(raw, instrument, band):
         ("zero", "bias"),
         ("dome flat", "flat"),
         ("dark", "dark"),
-        ("Something Else", "somethin"),
+        ("Something Else", "something else"),
     ],
 )
 def test_mode_map(raw, mode):

@@ -17,7 +17,11 @@ from astropy.time import Time
 import photdb.db
 from photdb.archive.catalogues import load_objects, read_object_table
 from photdb.archive.ingest import ingest_paths
-from photdb.archive.lightcurves import load_lightcurves, read_lightcurve_table
+from photdb.archive.lightcurves import (
+    load_lightcurve_file,
+    load_lightcurves,
+    read_lightcurve_table,
+)
 from photdb.archive.tests.fitsfactory import write_maxim
 from photdb.archive.tests.test_catalogues import NEIGHBOURS, write_formats
 from photdb.db import connect
@@ -96,19 +100,22 @@ def test_time_conversions(loaded, tmp_path, kind):
     assert loaded.execute("SELECT DISTINCT band FROM photosys").fetchall() == [("i_sdss",)]
 
 
-def test_unknown_object_rolls_back(loaded, tmp_path):
+def test_unknown_object_is_refused_per_row_and_reload_adds_nothing(loaded, tmp_path):
     table = Table(
         {
-            "jd": [2459510.3, 2459510.4],
-            "mag": [1.0, 2.0],
-            "mag_err": [0.1, 0.1],
-            "object": ["TYC 4568-471-1", "no such star"],
+            "jd": [2459510.3, 2459510.4, 2459510.5],
+            "mag": [1.0, 2.0, 3.0],
+            "mag_err": [0.1, 0.1, 0.1],
+            "object": ["TYC 4568-471-1", "no such star", "TYC 4568-471-1"],
         }
     )
-    with pytest.raises(ValueError, match="no such star"):
-        load_lightcurves(loaded, table, datasource="x", band="V")
-    assert loaded.execute("SELECT count(*) FROM lightcurves").fetchone()[0] == 0
-    assert loaded.execute("SELECT count(*) FROM datasources").fetchone()[0] == 0
+    rep = load_lightcurves(loaded, table, datasource="x", band="V")
+    assert (rep.inserted, rep.skipped, rep.present) == (2, 1, 0)
+    assert rep.messages == ("row 2: object 'no such star' not found in objects; refused",)
+    again = load_lightcurves(loaded, table, datasource="x", band="V")
+    assert (again.inserted, again.skipped, again.present) == (0, 1, 2)
+    assert loaded.execute("SELECT count(*) FROM lightcurves").fetchone()[0] == 2
+    assert loaded.execute("SELECT count(*) FROM datasources").fetchone()[0] == 1
 
 
 def _seed() -> list[str]:
@@ -216,3 +223,42 @@ def test_seed_queries_k1_to_k7(loaded, tmp_path, db_settings):
 def _write(table: Table, path: Path) -> Path:
     table.write(path)
     return path
+
+
+def test_stellarphot_ey_uma_night(db_settings):
+    """stellarphot's real night: AAVSO comparison stars and the VSX variable, then 3854 rows of
+    photometry whose magnitude column is stellarphot's own ``mag_inst_R``."""
+    import importlib.util
+    import os
+
+    from astropy.coordinates import SkyCoord
+
+    base = os.path.dirname(importlib.util.find_spec("stellarphot").origin)
+    data = f"{base}/differential_photometry/tests/data"
+    with connect("writer", settings=db_settings) as conn:
+        for name in ("comp_stars.fits", "variables.fits"):
+            assert load_objects(conn, read_object_table(f"{data}/{name}")).skipped == 0
+        path = f"{data}/2014-12-29-ey-uma-9.fits"
+        with pytest.raises(ValueError, match=r"no magnitude column.*mag_inst_R.*--column"):
+            load_lightcurve_file(conn, path, datasource="stellarphot")
+        rep = load_lightcurve_file(
+            conn, path, datasource="stellarphot", columns={"magnitude": "mag_inst_R"}
+        )
+        # the truth, independently: rows within 2 arcsec of a loaded object
+        phot = Table.read(path)
+        rows = conn.execute(
+            "SELECT degrees(long(coordequ)), degrees(lat(coordequ)) FROM objects"
+        ).fetchall()
+        objs = SkyCoord([r[0] for r in rows], [r[1] for r in rows], unit="deg")
+        _, sep, _ = SkyCoord(phot["RA"], phot["Dec"], unit="deg").match_to_catalog_sky(objs)
+        near = int(np.sum(sep.arcsec <= 2.0))
+        assert rep.inserted == near > 1000 and rep.skipped == len(phot) - near
+        assert all("no object within 2 arcsec" in m for m in rep.messages if "refused" in m)
+        again = load_lightcurve_file(
+            conn, path, datasource="stellarphot", columns={"magnitude": "mag_inst_R"}
+        )
+        assert (again.inserted, again.present) == (0, near)
+        (n, nulls) = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE magnitude IS NULL) FROM lightcurves"
+        ).fetchone()
+        assert (n, nulls) == (near, 0)

@@ -142,7 +142,8 @@ NAME_FORMS = (
     "gaia dr3  " + SSCYG_GAIA,
     "669-096498",
     "V*  SS Cyg",
-    "V* SS%",
+    "V* SS*",  # no exact match and a '*': a glob
+    "v* ss c?g",
 )
 
 
@@ -155,6 +156,11 @@ def test_find_objects_and_cone(data):
     assert list(find_objects(conn, int(found["id"][0]))["gaia_name"]) == [SSCYG_GAIA]
     assert list(find_objects(conn, str(found["id"][0]))["gaia_name"]) == [SSCYG_GAIA]
     assert len(find_objects(conn, "no such star")) == 0
+    # % and _ are literal characters, never wildcards; a glob only when asked or when
+    # nothing matches exactly
+    assert len(find_objects(conn, "V* SS%")) == 0 and len(find_objects(conn, "SS_Cyg")) == 0
+    assert len(find_objects(conn, "V* SS*", pattern=False)) == 0
+    assert list(find_objects(conn, "*SS Cyg", pattern=True)["gaia_name"]) == [SSCYG_GAIA]
     # cone: nearest first, in the three units and the short forms
     for text, n in (
         ("30arcsec", 2),
@@ -255,7 +261,7 @@ def test_lightcurve_archive_metadata_errors_formats(data, tmp_path):
     with pytest.raises(QueryError, match="no object"):
         get_lightcurve(conn, object="Nobody")
     with pytest.raises(QueryError, match="matches 4 objects"):
-        get_lightcurve(conn, object="19729%")
+        get_lightcurve(conn, object="19729*")
     with pytest.raises(QueryError, match="give one of"):
         get_lightcurve(conn)
     empty = get_lightcurve(conn, coord=SkyCoord(10, 10, unit="deg"))

@@ -86,10 +86,9 @@ def test_missing_extension_is_named(db_settings, monkeypatch):
 
 def test_extension_not_creatable_by_admin(db_settings):
     with connect("admin", db_settings, autocommit=True) as conn:
-        from photdb.db.migrate import _superuser_connect
         from photdb.db.server import EmbeddedServer
 
-        with _superuser_connect(EmbeddedServer(db_settings.home), db_settings.dbname) as su:
+        with EmbeddedServer(db_settings.home).connect_superuser(db_settings.dbname) as su:
             su.execute("DROP EXTENSION q3c CASCADE")
         with pytest.raises(DatabaseError, match="ask a superuser to run CREATE EXTENSION q3c"):
             migrate_mod.check_extensions(conn, db_settings)
