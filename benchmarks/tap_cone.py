@@ -40,7 +40,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parent))
 from galsources_layout import Survey, copy_block, encode_copy  # noqa: E402
 
-from photdb.db.migrate import ensure_embedded  # noqa: E402
+from photdb.db.embedded import ensure_embedded  # noqa: E402
 from photdb.db.server import EmbeddedServer  # noqa: E402
 
 DBNAME = "photdb_tapbench"
