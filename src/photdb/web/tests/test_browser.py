@@ -55,6 +55,10 @@ def _shot(driver, name: str) -> None:
     out = os.environ.get("PHOTDB_SCREENSHOTS")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
+        # wait for the images in view (the stamps load lazily) so none is shot half-loaded
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight)"
+            ".every(i => i.complete && i.naturalWidth > 0)"))  # fmt: skip
         driver.save_screenshot(str(Path(out) / f"{name}.png"))
 
 
