@@ -68,6 +68,10 @@ class _Dask:
 def _client(scheduler: str) -> Any:
     from distributed import Client
 
+    if "://" not in scheduler and not Path(scheduler).is_file():
+        raise PhotdbError(
+            f"--scheduler {scheduler}: neither an address (tcp://host:8786) nor a scheduler file"
+        )
     try:
         if Path(scheduler).is_file():  # a scheduler file (dask scheduler --scheduler-file)
             return Client(scheduler_file=scheduler, timeout="20s", set_as_default=False)
