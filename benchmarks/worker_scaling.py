@@ -7,9 +7,9 @@ on a fresh local Dask cluster of N worker processes, as ``photdb process -j N``
 starts it (one thread and one BLAS thread per worker). Throughput is images over the span
 from the first claim to the last finished claim (``galclaims``, database
 clock: cluster start-up excluded); the wall time including start-up is
-printed too. Memory: a test hook records each worker's peak RSS
-(``ru_maxrss``) when it claims its first image (imports done, nothing
-computed) and after each image's COPY; per chip = peak - that baseline.
+printed too. Memory: test hooks record each worker's RSS when it claims an
+image (then reset its peak) and its peak RSS once the image is computed and
+COPYed (Linux ``/proc/self/status``); per chip = peak - RSS before the image.
 
     nice -n 5 python benchmarks/worker_scaling.py [--nx 512 --ny 256 --epochs 6]
 """
@@ -20,22 +20,40 @@ import argparse
 import contextlib
 import json
 import os
-import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 class RssProbe:
-    """``Hooks`` callables: append ``pid stage rss_kb`` to a file (runs on the workers)."""
+    """``Hooks`` callables run on the workers: append ``pid stage kB`` to a file.
+
+    ``claim`` (before the image is computed): the current RSS, then the peak is
+    reset (``/proc/self/clear_refs``); ``copy`` (the image computed and
+    COPYed): the peak RSS since then.
+    """
 
     def __init__(self, path: str, stage: str):
         self.path, self.stage = path, stage
 
     def __call__(self, galimage_id: int) -> None:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if self.stage == "claim":
+            kb = _status_kb("VmRSS")
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM, the peak RSS
+        else:
+            kb = _status_kb("VmHWM")
         with open(self.path, "a") as f:
-            f.write(f"{os.getpid()} {self.stage} {rss}\n")
+            f.write(f"{os.getpid()} {self.stage} {kb}\n")
 
 
 @contextlib.contextmanager
@@ -87,6 +105,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json", type=Path, help="Also write the numbers here.")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows in a log file too
 
     tmp = Path(tempfile.mkdtemp(prefix="photdb-scaling-"))
     os.environ["PHOTDB_HOME"] = str(tmp / "home")
@@ -142,8 +161,8 @@ def main() -> None:
                     pid, stage, kb = line.split()
                     per_pid.setdefault(pid, {}).setdefault(stage, []).append(int(kb))
             peaks = [max(v["copy"]) / 1024 for v in per_pid.values() if "copy" in v]
-            chip = [(max(v["copy"]) - min(v["claim"])) / 1024 for v in per_pid.values()
-                    if "copy" in v]  # fmt: skip
+            chip = [max(p - c for c, p in zip(v["claim"], v["copy"], strict=False)) / 1024
+                    for v in per_pid.values() if "copy" in v]  # fmt: skip
             secs = sorted(o.seconds for o in rep.done)
             run = {"workers": n, "images": len(ids), "span_s": span, "wall_s": wall,
                    "images_per_s": rate, "speedup": rate / base_rate,
@@ -154,7 +173,7 @@ def main() -> None:
                   f"x{rate / base_rate:.2f} vs {args.workers[0]}), wall {wall:.1f} s with "
                   f"cluster start-up, median {run['median_image_s']:.1f} s per image; "
                   f"peak RSS per worker {', '.join(f'{p:.0f}' for p in peaks)} MB, "
-                  f"of which per chip {', '.join(f'{c:.0f}' for c in chip)} MB; "
+                  f"of which one chip adds at most {', '.join(f'{c:.0f}' for c in chip)} MB; "
                   f"load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores")  # fmt: skip
     finally:
         EmbeddedServer(settings.home).destroy()  # a scratch cluster: remove it

@@ -377,22 +377,18 @@ def process(
     t0 = time.perf_counter()
     with connect("writer", settings) as conn:
         refs = plan_references(conn, filter=filter, retry_failed=retry_failed)
+        searches, waiting = plan_searches(conn, filter=filter, retry_failed=retry_failed)
         policy = ClaimPolicy(lease_s=lease_s, retry_failed=retry_failed,
                              since=claims.database_now(conn))  # fmt: skip
     outcomes: list[ImageOutcome] = []
     common = {"settings": task_settings, "policy": policy, "config": config, "hooks": hooks}
     try:
-        with open_engine(jobs, scheduler) as engine:
-            if progress:
-                progress("references", len(refs))
-            drive(engine, run_reference, refs,
-                  on_result=_runner("reference", outcomes, on_image), **common)  # fmt: skip
-            with connect("writer", settings) as conn:
-                searches, waiting = plan_searches(conn, filter=filter, retry_failed=retry_failed)
-            if progress:
-                progress("search", len(searches))
-            drive(engine, run_search, searches,
-                  on_result=_runner("search", outcomes, on_image), **common)  # fmt: skip
+        with open_engine(jobs if refs or searches else 1, scheduler) as engine:
+            for kind, fn, tasks in (("reference", run_reference, refs),
+                                    ("search", run_search, searches)):  # fmt: skip
+                if progress:
+                    progress("references" if kind == "reference" else kind, len(tasks))
+                drive(engine, fn, tasks, on_result=_runner(kind, outcomes, on_image), **common)
     finally:
         _close_connections()
     return ProcessReport(tuple(outcomes), time.perf_counter() - t0, tuple(waiting))

@@ -1,11 +1,11 @@
 """The distributed engine and the claims, with real parts in separate processes.
 
-One tiny survey (one filter, one 256 x 128 chip, one reference and three search
+One tiny survey (one filter, one 256 x 128 chip, one reference and two search
 epochs) is processed with ``-j 1`` in this process into a module database; its
 rows are what every other way of processing it must give exactly: a real
 ``dask scheduler`` with two ``dask worker`` processes (``photdb process
 --scheduler``), two ``photdb process`` commands at once on one database, and a
-worker killed (SIGKILL) while it holds an image. The claim SQL is tested on its
+worker of that cluster killed (SIGKILL) while it holds an image. The claim SQL is tested on its
 own first.
 """
 
@@ -37,9 +37,17 @@ def survey(tmp_path_factory):
     from photdb.sim import SimConfig
     from photdb.survey.simulated import make_survey
 
-    cfg = SimConfig(nx=256, ny=128, n_chips=1, filters=("g",), n_epochs=3, n_references=1,
+    cfg = SimConfig(nx=256, ny=128, n_chips=1, filters=("g",), n_epochs=2, n_references=1,
                     variable_fraction=0.2, amplitude_range_mag=(0.6, 1.5), seed=11)  # fmt: skip
     return make_survey(tmp_path_factory.mktemp("sim"), cfg)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real ``dask scheduler`` and two ``dask worker`` processes (w0, w1; nannies
+    restart a killed worker)."""
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -180,18 +188,50 @@ def test_claim_gives_up_after_max_attempts_and_respects_since(template_settings,
             assert [s.live for s in states] == [False, True, False]
 
 
+def test_heartbeat_renews_the_lease_until_the_claim_is_taken_over(template_settings, survey):
+    from photdb.survey import claims
+    from photdb.survey.simulated import load_survey
+
+    def wait_for(cond, what):
+        deadline = time.monotonic() + 60
+        while not cond():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    with new_database(template_settings) as settings:
+        load_survey(settings, survey)
+        with connect("writer", settings, autocommit=True) as conn:
+            gid = conn.execute("SELECT min(id) FROM galimages").fetchone()[0]
+            mine = claims.claim(conn, gid, "host:1", claims.ClaimPolicy(lease_s=1.0))
+            beat = claims.Heartbeat(settings, mine, 1.0)
+            try:
+                first = conn.execute("SELECT lease_until FROM galclaims").fetchone()[0]
+                wait_for(lambda: conn.execute("SELECT lease_until FROM galclaims").fetchone()[0]
+                         > first, "the lease was never renewed")  # fmt: skip
+                assert not beat.lost.is_set()
+                # taken over (as after an expiry): the heartbeat notices and stops
+                conn.execute("UPDATE galclaims SET lease_until = now() - interval '1 s'")
+                theirs = claims.claim(conn, gid, "host:2", claims.ClaimPolicy(lease_s=60))
+                assert isinstance(theirs, claims.Claim)
+                wait_for(beat.lost.is_set, "the heartbeat did not see its claim lost")
+            finally:
+                beat.stop()
+            row = conn.execute("SELECT claimant, attempts FROM galclaims").fetchone()
+            assert row == ("host:2", 2)
+
+
 # ----------------------------------------------------------------------------- engine
 
 
 def test_scheduler_with_two_workers_gives_the_rows_of_one_job(
-    serial, template_settings, survey, config_file, tmp_path
+    serial, cluster, template_settings, survey, config_file
 ):
     from photdb.survey.simulated import load_survey
 
     rows, n_images = serial
-    with dask_cluster(tmp_path / "dask") as address, new_database(template_settings) as settings:
+    with new_database(template_settings) as settings:
         load_survey(settings, survey)
-        proc = photdb(cli_env(settings), "process", "--scheduler", address,
+        proc = photdb(cli_env(settings), "process", "--scheduler", cluster,
                       *_cli_args(survey, config_file))  # fmt: skip
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
@@ -227,7 +267,7 @@ def test_two_runs_at_once_compute_each_image_once(serial, template_settings, sur
 
 
 def test_worker_killed_mid_image_is_done_once_after_its_lease(
-    serial, template_settings, survey, config_file, tmp_path
+    serial, cluster, template_settings, survey, config_file, tmp_path
 ):
     from photdb.survey.process import Hooks, process
     from photdb.survey.simulated import load_survey
@@ -246,7 +286,7 @@ def test_worker_killed_mid_image_is_done_once_after_its_lease(
                 return
             time.sleep(0.1)
 
-    with dask_cluster(tmp_path / "dask") as address, new_database(template_settings) as settings:
+    with new_database(template_settings) as settings:
         load_survey(settings, survey)
         with connect("readonly", settings) as conn:
             victim = conn.execute(
@@ -256,7 +296,7 @@ def test_worker_killed_mid_image_is_done_once_after_its_lease(
         killer = threading.Thread(target=kill_when_held, daemon=True)
         killer.start()
         hooks = Hooks(after_claim=HoldOnce(victim, str(marker)))
-        report = process(settings, scheduler=address, config=_config(survey, config_file),
+        report = process(settings, scheduler=cluster, config=_config(survey, config_file),
                           lease_s=5.0, hooks=hooks)  # fmt: skip
         killer.join(timeout=5)
         assert len(killed) == 1
@@ -266,8 +306,10 @@ def test_worker_killed_mid_image_is_done_once_after_its_lease(
         assert len(report.done) == n_images
         assert _rows(settings) == rows
         claims, _ = _claims(settings)
-    claimant, attempts, outcome = claims[victim]
+    claimant, attempts, outcome = claims.pop(victim)
     assert attempts == 2 and outcome == "done"
+    # the others were computed once: their heartbeats kept the 5 s leases alive
+    assert all(a == 1 and o == "done" for _, a, o in claims.values())
     assert not claimant.split("/")[0].endswith(f":{killed[0]}")  # someone else finished it
 
 
