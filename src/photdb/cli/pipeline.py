@@ -142,6 +142,9 @@ def process_cmd(
         f"{sum(o.n_saved for o in done)} sources saved, "
         f"{sum(o.n_variables for o in done)} variable detections"
     )
+    others = sum(o.status == "skipped" for o in report.outcomes)
+    if others:
+        console.print(f"{others} image(s) finished by another run or worker (see galclaims)")
     if report.failed:
         raise ProcessingFailed(f"{len(report.failed)} image(s) failed; see galimages.failure")
 
