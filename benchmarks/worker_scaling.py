@@ -67,7 +67,7 @@ def _cluster(n: int):
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {})) | BLAS_ENV
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": env}),
-        LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0") as cluster,
     ):
         yield cluster.scheduler_address
 

@@ -110,8 +110,10 @@ def open_engine(jobs: int = 1, scheduler: str | None = None) -> Iterator[Engine]
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {})) | BLAS_ENV
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        # the dashboard (or, without bokeh, the scheduler's HTTP server) on any free port:
+        # 8787 may be taken by another cluster on a shared machine
         LocalCluster(
-            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,  # fmt: skip
         Client(cluster, set_as_default=False) as client,
     ):
