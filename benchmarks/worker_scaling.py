@@ -140,9 +140,9 @@ def main() -> None:
                                  [ids]).fetchone()[0]  # fmt: skip
         print(f"{len(ids)} search images of ~{float(n_src):.0f} sources each\n")
         base_rate = None
-        for n in args.workers:
+        for k, n in enumerate(args.workers):
             _reset(settings, ids)
-            rss = tmp / f"rss_{n}.txt"
+            rss = tmp / f"rss_{k}.txt"
             hooks = Hooks(after_claim=RssProbe(str(rss), "claim"),
                           after_copy=RssProbe(str(rss), "copy"))  # fmt: skip
             load0 = os.getloadavg()[0]
