@@ -58,7 +58,28 @@ def reference(
 @app.command("process")
 def process_cmd(
     filter: str | None = typer.Option(None, "--filter", "-f", help="Only this filter."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Parallel worker processes."),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Worker processes of a local Dask cluster (1: in this process).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Address (tcp://host:8786) or scheduler file of a running Dask scheduler whose "
+        "workers compute the images (dask worker, dask-jobqueue, dask-mpi); -j is then ignored.",
+    ),
+    lease: float = typer.Option(
+        120.0,
+        "--lease",
+        min=1.0,
+        metavar="SECONDS",
+        help="Lease of an image's claim, renewed while it computes: an image whose worker "
+        "died is taken over by another worker or run this long after its last renewal.",
+    ),
     config: Path | None = typer.Option(None, "--config", help="Pipeline settings (TOML)."),
     astrometric_catalog: Path | None = typer.Option(
         None,
@@ -78,7 +99,13 @@ def process_cmd(
 ) -> None:
     """Process references, then every search image not yet processed (resumable).
 
+    Each image is claimed in the database before it is computed, so several
+    `photdb process` runs, on any machines, can share one database: none computes
+    an image another holds, and a run waits for the images others hold.
+
     Example: photdb process -j 2 --astrometric-catalog gaia.ecsv
+
+    On a cluster: photdb process --scheduler tcp://head-node:8786
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -101,8 +128,9 @@ def process_cmd(
                 err_console.print(f"[red]image {o.galimage_id} failed:[/] {o.message}",
                                   highlight=False)  # fmt: skip
 
-        report = process(load_settings(), filter=filter, jobs=jobs, config=cfg,
-                         retry_failed=retry_failed, progress=stage, on_image=one)  # fmt: skip
+        report = process(load_settings(), filter=filter, jobs=jobs, scheduler=scheduler,
+                         config=cfg, retry_failed=retry_failed, lease_s=lease, progress=stage,
+                         on_image=one)  # fmt: skip
     for w in report.waiting:
         console.print(f"[yellow]waiting:[/] {w}", highlight=False)
     if report.nothing_to_do:
@@ -114,6 +142,9 @@ def process_cmd(
         f"{sum(o.n_saved for o in done)} sources saved, "
         f"{sum(o.n_variables for o in done)} variable detections"
     )
+    others = sum(o.status == "skipped" for o in report.outcomes)
+    if others:
+        console.print(f"{others} image(s) finished by another run or worker (see galclaims)")
     if report.failed:
         raise ProcessingFailed(f"{len(report.failed)} image(s) failed; see galimages.failure")
 

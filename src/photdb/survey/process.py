@@ -6,20 +6,21 @@ Each image is one transaction: its galsources rows (binary COPY), its
 galvarobjs rows and the galimages audit row with ``status = 'done'`` commit
 together or not at all. A failure rolls the image back and marks it
 ``failed`` with a one-line reason in a separate transaction; the run goes on.
-Re-running finds nothing to do. Images run in parallel in a process pool
-(``jobs``); the settings and pipeline configuration travel with every task, and
-each worker process keeps one connection.
+Re-running finds nothing to do. Images run on Dask (:mod:`photdb.survey.engine`):
+here (``jobs=1``), on a local cluster (``jobs > 1``) or on a scheduler's workers.
+The database decides who computes what (:mod:`photdb.survey.claims`): an image is
+claimed before it is computed and stored only while the claim is still its own,
+so concurrent runs on any machines never compute or store an image twice. The
+settings, configuration and claim policy travel with every task.
 """
 
 from __future__ import annotations
 
 import functools
-import multiprocessing
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,19 +32,21 @@ from photdb.db.connection import connect, resolve
 from photdb.errors import PhotdbError
 from photdb.pipeline import (
     PipelineConfig,
-    ReferenceResult,
-    SearchResult,
     read_chip,
     reduce_reference,
     reduce_reference_set,
     reduce_search,
 )
 from photdb.settings import Settings
-from photdb.survey import store
+from photdb.survey import claims, store
+from photdb.survey.audit import reference_audit, search_audit
+from photdb.survey.claims import Claim, ClaimPolicy, Refused
+from photdb.survey.engine import claimant, drive, open_engine
 from photdb.survey.plan import RefTask, SearchTask, plan, plan_references, plan_searches
 from photdb.survey.store import ImageAudit
 
 __all__ = [
+    "ClaimPolicy",
     "Hooks",
     "ImageOutcome",
     "ProcessReport",
@@ -62,9 +65,13 @@ class Hooks:
     ----------
     after_copy : callable, optional
         ``after_copy(galimage_id)``, inside the image transaction, after its COPY.
+    after_claim : callable, optional
+        ``after_claim(galimage_id)``, once the image is claimed, before it is computed
+        (tests make an image slow, or kill its worker there).
     """
 
     after_copy: Callable[[int], None] | None = None
+    after_claim: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class ImageOutcome:
 
     galimage_id: int
     kind: str
-    status: str  # done | failed | skipped
+    status: str  # done | failed | skipped | busy (another claimant holds it: wait)
     message: str = ""
     seconds: float = 0.0
     n_saved: int = 0
@@ -104,12 +111,12 @@ class ProcessReport:
 
 # ----------------------------------------------------------------------------- one image
 
-#: One writer connection per worker process and database (reused across its images).
-_CONNECTIONS: dict[str, psycopg.Connection] = {}
+#: One writer connection per worker thread and database (reused across its images).
+_CONNECTIONS: dict[tuple[str, int], psycopg.Connection] = {}
 
 
 def _connection(settings: Settings) -> psycopg.Connection:
-    key = settings.describe("writer")
+    key = (settings.describe("writer"), threading.get_ident())
     conn = _CONNECTIONS.get(key)
     if conn is None or conn.closed:
         conn = connect("writer", settings)
@@ -138,10 +145,6 @@ def astrometric_catalog(path: str) -> Table:
     return table
 
 
-def _wcs_text(wcs: Any) -> str | None:
-    return None if wcs is None else wcs.to_header(relax=True).tostring(sep="\n", padding=False)
-
-
 def _saveable(cat: Table) -> np.ndarray:
     flux = np.asarray(cat["flux"], float)
     ok = np.isfinite(flux) & (flux > 0)
@@ -150,44 +153,32 @@ def _saveable(cat: Table) -> np.ndarray:
     return ok
 
 
-def _reference_audit(
-    res: ReferenceResult, task: RefTask, n_saved: int, timings: dict
-) -> ImageAudit:
-    st = res.stats
-    details = st.to_dict() | {"role": f"reference-{task.kind}", "timings_s": timings,
-                              "members": [m[0] for m in task.members]}  # fmt: skip
-    return ImageAudit(
-        status="done", processed_at=datetime.now(UTC), provenance_id=st.provenance_id,
-        code_version=st.version, zp=st.zp, seeing_fwhm_arcsec=st.seeing_fwhm_arcsec,
-        sky_level=st.sky_level, n_detected=st.n_detected, n_saved=n_saved, n_forced=0,
-        n_variables=0, wcs_header=_wcs_text(res.wcs), details=details,
-    )  # fmt: skip
-
-
-def _search_audit(res: SearchResult, task: SearchTask, n_saved: int, n_var: int,
-                  timings: dict) -> ImageAudit:  # fmt: skip
-    st, cal, ast = res.stats, res.calibration, res.astrometry
-    details = st.to_dict() | {"role": "search", "timings_s": timings,
-                              "calibration": cal.to_dict()}  # fmt: skip
-    return ImageAudit(
-        status="done", processed_at=datetime.now(UTC), provenance_id=st.provenance_id,
-        code_version=st.version, reference=task.reference_id, zp=cal.zp,
-        zp_scatter=cal.zp_scatter, cheb_coeffs=np.asarray(cal.cheb_coeffs, float).tolist(),
-        chi2nu=cal.chi2nu_before, error_factor=cal.error_factor,
-        astrom_rms_arcsec=ast.rms_arcsec, astrom_nmatch=int(ast.n_matched),
-        seeing_fwhm_arcsec=st.seeing_fwhm_arcsec, sky_level=st.sky_level,
-        n_detected=st.n_detected, n_forced=st.n_forced, n_saved=n_saved, n_variables=n_var,
-        wcs_header=_wcs_text(res.wcs), details=details,
-    )  # fmt: skip
+def _claim(
+    conn: psycopg.Connection, gid: int, kind: str, policy: ClaimPolicy
+) -> Claim | ImageOutcome:
+    try:
+        got = claims.claim(conn, gid, claimant(), policy)
+    except psycopg.Error as exc:
+        return ImageOutcome(gid, kind, "failed", f"cannot claim: {' '.join(str(exc).split())}")
+    if isinstance(got, Refused):
+        return ImageOutcome(gid, kind, "busy" if got.busy else "skipped", got.reason)
+    return got
 
 
 def run_reference(
-    task: RefTask, settings: Settings, config: PipelineConfig, hooks: Hooks = Hooks()
-) -> ImageOutcome:
-    """Reduce one reference chip and store its catalogue (one transaction)."""
+    task: RefTask, settings: Settings, config: PipelineConfig, hooks: Hooks = Hooks(),
+    policy: ClaimPolicy = ClaimPolicy(),
+) -> ImageOutcome:  # fmt: skip
+    """Claim one reference chip, reduce it and store its catalogue (one transaction)."""
     t0 = time.perf_counter()
     conn = _connection(settings)
+    held = _claim(conn, task.galimage_id, "reference", policy)
+    if isinstance(held, ImageOutcome):
+        return held
+    beat = claims.Heartbeat(settings, held, policy.lease_s)
     try:
+        if hooks.after_claim is not None:
+            hooks.after_claim(task.galimage_id)
         image = read_chip(task.path, task.hdu, config=config)
         astro = (
             astrometric_catalog(config.astrometric_catalog) if config.astrometric_catalog else None
@@ -207,6 +198,8 @@ def run_reference(
         with conn.transaction(), conn.cursor() as cur:
             if not store.lock_unfinished(cur, task.galimage_id):
                 return ImageOutcome(task.galimage_id, "reference", "skipped", "already done")
+            if not claims.hold(cur, held):
+                return ImageOutcome(task.galimage_id, "reference", "busy", "claim taken over")
             store.insert_provenance(cur, res.stats.provenance_id, config.to_dict(),
                                     photdb.__version__)  # fmt: skip
             store.write_sources(cur, task.galimage_id, cat)
@@ -214,7 +207,7 @@ def run_reference(
                 hooks.after_copy(task.galimage_id)
             timings = dict(res.stats.timings_s)
             timings |= {"read": round(t_read, 4), "db": round(time.perf_counter() - t_db, 4)}
-            audit = _reference_audit(res, task, len(cat), timings)
+            audit = reference_audit(res, task, len(cat), timings)
             store.update_image(cur, task.galimage_id, audit)
             for mid, _, _ in task.members:
                 store.update_image(cur, mid, ImageAudit(
@@ -224,19 +217,30 @@ def run_reference(
                     details={"role": f"reference-member-{task.kind}",
                              "primary": task.galimage_id},
                 ))  # fmt: skip
+            claims.finish(cur, held, "done")
         return ImageOutcome(task.galimage_id, "reference", "done", "", time.perf_counter() - t0,
                             len(cat), 0, timings)  # fmt: skip
     except Exception as exc:  # one image's failure never stops the run
-        return _fail(conn, task.galimage_id, "reference", exc, t0)
+        return _fail(conn, held, "reference", exc, t0)
+    finally:
+        beat.stop()
 
 
 def run_search(
-    task: SearchTask, settings: Settings, config: PipelineConfig, hooks: Hooks = Hooks()
-) -> ImageOutcome:
-    """Force one search chip at its reference catalogue and store it (one transaction)."""
+    task: SearchTask, settings: Settings, config: PipelineConfig, hooks: Hooks = Hooks(),
+    policy: ClaimPolicy = ClaimPolicy(),
+) -> ImageOutcome:  # fmt: skip
+    """Claim one search chip, force it at its reference catalogue and store it (one
+    transaction)."""
     t0 = time.perf_counter()
     conn = _connection(settings)
+    held = _claim(conn, task.galimage_id, "search", policy)
+    if isinstance(held, ImageOutcome):
+        return held
+    beat = claims.Heartbeat(settings, held, policy.lease_s)
     try:
+        if hooks.after_claim is not None:
+            hooks.after_claim(task.galimage_id)
         if store.image_status(conn, task.reference_id) != "done":
             raise RuntimeError(f"reference image {task.reference_id} is not processed")
         ref = store.fetch_reference_table(conn, task.reference_id)
@@ -255,6 +259,8 @@ def run_search(
         with conn.transaction(), conn.cursor() as cur:
             if not store.lock_unfinished(cur, task.galimage_id):
                 return ImageOutcome(task.galimage_id, "search", "skipped", "already done")
+            if not claims.hold(cur, held):
+                return ImageOutcome(task.galimage_id, "search", "busy", "claim taken over")
             store.insert_provenance(cur, res.stats.provenance_id, config.to_dict(),
                                     photdb.__version__)  # fmt: skip
             ids = store.write_sources(cur, task.galimage_id, cat[keep], ref_ids=ref_ids[keep])
@@ -268,20 +274,28 @@ def run_search(
             )  # fmt: skip
             timings = dict(res.stats.timings_s)
             timings |= {"read": round(t_read, 4), "db": round(time.perf_counter() - t_db, 4)}
-            audit = _search_audit(res, task, int(keep.sum()), nvar, timings)
+            audit = search_audit(res, task, int(keep.sum()), nvar, timings)
             store.update_image(cur, task.galimage_id, audit)
+            claims.finish(cur, held, "done")
         return ImageOutcome(task.galimage_id, "search", "done", "", time.perf_counter() - t0,
                             int(keep.sum()), nvar, timings)  # fmt: skip
     except Exception as exc:  # one image's failure never stops the run
-        return _fail(conn, task.galimage_id, "search", exc, t0)
+        return _fail(conn, held, "search", exc, t0)
+    finally:
+        beat.stop()
 
 
-def _fail(conn: psycopg.Connection, gid: int, kind: str, exc: Exception, t0: float):
-    reason = f"{type(exc).__name__}: {exc}"
+def _fail(conn: psycopg.Connection, held: Claim, kind: str, exc: Exception, t0: float):
+    """Mark the image failed with a one-line reason, if the claim is still ours."""
+    gid, reason = held.galimage_id, f"{type(exc).__name__}: {exc}"
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
-        store.mark_failed(conn, gid, reason)
+        with conn.transaction(), conn.cursor() as cur:
+            if not claims.hold(cur, held):
+                return ImageOutcome(gid, kind, "busy", "claim taken over")
+            store.mark_failed(conn, gid, reason)
+            claims.finish(cur, held, "failed")
     except psycopg.Error as db_exc:
         reason += f" (and could not record the failure: {db_exc})"
     return ImageOutcome(gid, kind, "failed", " ".join(reason.split()), time.perf_counter() - t0)
@@ -290,41 +304,21 @@ def _fail(conn: psycopg.Connection, gid: int, kind: str, exc: Exception, t0: flo
 # ----------------------------------------------------------------------------- driver
 
 
-def _run(
-    tasks: list,
-    fn: Callable,
-    jobs: int,
-    settings: Settings,
-    config: PipelineConfig,
-    hooks: Hooks,
-    progress: Callable[[ImageOutcome], None] | None,
-) -> list[ImageOutcome]:
-    out: list[ImageOutcome] = []
-    if not tasks:
-        return out
-    if jobs <= 1 or len(tasks) == 1:
-        try:
-            for t in tasks:
-                o = fn(t, settings, config, hooks)
-                out.append(o)
-                if progress:
-                    progress(o)
-        finally:
-            _close_connections()
-        return out
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx) as pool:
-        futures = {pool.submit(fn, t, settings, config, hooks): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                o = fut.result()
-            except Exception as exc:  # a worker died (killed, out of memory)
-                t = futures[fut]
-                o = ImageOutcome(t.galimage_id, fn.__name__, "failed", f"worker died: {exc}")
-            out.append(o)
-            if progress:
-                progress(o)
-    return out
+def _runner(kind: str, out: list[ImageOutcome], on_image: Callable | None) -> Callable:
+    """Collect what :func:`photdb.survey.engine.drive` reports about each task."""
+
+    def on_result(task: Any, res: Any) -> None:
+        gid = task.galimage_id
+        if isinstance(res, claims.ImageState):  # finished by another claimant
+            what = "image deleted" if res.status is None else f"{res.status} by {res.claimant}"
+            res = ImageOutcome(gid, kind, "skipped", what)
+        elif isinstance(res, BaseException):  # its worker kept dying before it could claim
+            res = ImageOutcome(gid, kind, "failed", f"worker died: {type(res).__name__}: {res}")
+        out.append(res)
+        if on_image:
+            on_image(res)
+
+    return on_result
 
 
 def process(
@@ -332,13 +326,19 @@ def process(
     *,
     filter: str | None = None,
     jobs: int = 1,
+    scheduler: str | None = None,
     config: PipelineConfig | None = None,
     retry_failed: bool = False,
+    lease_s: float = 120.0,
     progress: Callable[[str, int], None] | None = None,
     on_image: Callable[[ImageOutcome], None] | None = None,
     hooks: Hooks = Hooks(),
 ) -> ProcessReport:
     """Process references, then search images, that are not done yet.
+
+    Other runs may process the same database at the same time: each image is
+    claimed before it is computed, and a run waits for the images others hold
+    (it submits them again if their lease expires) until all are finished.
 
     Parameters
     ----------
@@ -347,17 +347,23 @@ def process(
     filter : str, optional
         Only this filter.
     jobs : int
-        Worker processes (1: in this process).
+        1: in this process; more: a local Dask cluster of that many worker processes.
+    scheduler : str, optional
+        Address (``tcp://host:8786``) or scheduler file of a running Dask scheduler
+        whose workers compute the images (``jobs`` is then ignored).
     config : photdb.pipeline.PipelineConfig, optional
         Pipeline settings (default: the documented defaults).
     retry_failed : bool
         Also retry images marked ``failed``.
+    lease_s : float
+        Lease of a claim [s]: renewed every third of it while the image computes;
+        an image whose worker died is taken over by another when it expires.
     progress : callable, optional
         ``progress(stage, n_tasks)`` when a stage ("references", "search") starts.
     on_image : callable, optional
         Called with each :class:`ImageOutcome` as it finishes.
     hooks : Hooks
-        Test hooks run inside each image's transaction (picklable with ``jobs > 1``).
+        Test hooks run on the worker (picklable by cloudpickle with Dask).
 
     Returns
     -------
@@ -366,15 +372,23 @@ def process(
     """
     config = PipelineConfig() if config is None else config
     settings = resolve(settings)
+    # the workers need the writer's password only (never the admin's)
+    task_settings = replace(settings, passwords={"writer": settings.password("writer")})
     t0 = time.perf_counter()
     with connect("writer", settings) as conn:
         refs = plan_references(conn, filter=filter, retry_failed=retry_failed)
-    if progress:
-        progress("references", len(refs))
-    outcomes = _run(refs, run_reference, jobs, settings, config, hooks, on_image)
-    with connect("writer", settings) as conn:
         searches, waiting = plan_searches(conn, filter=filter, retry_failed=retry_failed)
-    if progress:
-        progress("search", len(searches))
-    outcomes += _run(searches, run_search, jobs, settings, config, hooks, on_image)
+        policy = ClaimPolicy(lease_s=lease_s, retry_failed=retry_failed,
+                             since=claims.database_now(conn))  # fmt: skip
+    outcomes: list[ImageOutcome] = []
+    common = {"settings": task_settings, "policy": policy, "config": config, "hooks": hooks}
+    try:
+        with open_engine(jobs if refs or searches else 1, scheduler) as engine:
+            for kind, fn, tasks in (("reference", run_reference, refs),
+                                    ("search", run_search, searches)):  # fmt: skip
+                if progress:
+                    progress("references" if kind == "reference" else kind, len(tasks))
+                drive(engine, fn, tasks, on_result=_runner(kind, outcomes, on_image), **common)
+    finally:
+        _close_connections()
     return ProcessReport(tuple(outcomes), time.perf_counter() - t0, tuple(waiting))
