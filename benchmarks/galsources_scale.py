@@ -12,10 +12,12 @@ reference row, ``ref_id`` set), one transaction per chip image through
 * **writer vs raw COPY**: rows/s of photdb's writer into the live, indexed
   table against a binary COPY of the same rows, already encoded, into an
   unindexed heap (``LIKE galsources``, emptied between epochs), measured
-  epoch by epoch in the same run, alternating which goes first; then the
+  epoch by epoch in the same run, alternating which goes first, with one and
+  with two writer sessions by turns (``--writers``); then the
   same for the last ``--live-epochs`` epochs while a reader loops cones;
 * **bytes per row** of the heap and of each index;
-* **cones and light curves**: 1" and 1' cones (``q3c_radial_query``) and a
+* **cones and light curves**: 1" and 1' cones (``q3c_join``, as photdb's cone
+  and the TAP rewrite; the notebook's ``q3c_radial_query`` is Q5/Q6) and a
   reference source's light curve (the q3c equality lookup of migration
   0009, and photdb's :func:`~photdb.survey.queries.lightcurve_by_refsource`),
   p50/p95 cold (first pass after a server restart: shared buffers empty, the
@@ -205,9 +207,9 @@ class Reader:
 # ------------------------------------------------------------------ queries
 QUERIES = {
     "cone_1as": "SELECT s.id, s.galimage_id, s.ra, s.dec, s.mag, s.magerr FROM galsources s"
-    " WHERE q3c_radial_query(s.ra, s.dec, %(ra)s, %(dec)s, 1/3600.)",
+    " WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, 1/3600.)",
     "cone_1am": "SELECT s.id, s.galimage_id, s.ra, s.dec, s.mag, s.magerr FROM galsources s"
-    " WHERE q3c_radial_query(s.ra, s.dec, %(ra)s, %(dec)s, 60/3600.)",
+    " WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, 60/3600.)",
     "lc_ref": "SELECT e.mjd, e.filter, s.mag, s.magerr FROM galsources r"
     f" JOIN {queries.FORCED_OF_REFERENCE}"
     " JOIN galimages i ON s.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id"
@@ -221,14 +223,15 @@ def connect(server: EmbeddedServer) -> psycopg.Connection:
 
 
 def time_pass(conn: psycopg.Connection, targets: list[dict]) -> dict[str, list[float]]:
-    """Each query once per target; latencies in ms (and rows of the first)."""
+    """Each query over every target in turn (one query kind at a time); ms per call."""
     out: dict[str, list[float]] = {k: [] for k in QUERIES}
-    out["lightcurve_by_refsource"] = []
-    for p in targets:
-        for name, q in QUERIES.items():
+    for name, q in QUERIES.items():
+        for p in targets:
             t0 = time.perf_counter()
             conn.execute(q, p).fetchall()
             out[name].append((time.perf_counter() - t0) * 1e3)
+    out["lightcurve_by_refsource"] = []
+    for p in targets:
         t0 = time.perf_counter()
         queries.lightcurve_by_refsource(conn, p["ref"])
         out["lightcurve_by_refsource"].append((time.perf_counter() - t0) * 1e3)
@@ -266,13 +269,15 @@ class Run:
         self.server = EmbeddedServer(self.home, fast=False)
         self.res: dict = {"config": {
             "rows_target": args.rows, "exposure_rows": args.exposure_rows, "chips": args.chips,
-            "epochs": self.epochs, "live_epochs": args.live_epochs, "varobjs": args.varobjs,
+            "epochs": self.epochs, "live_epochs": args.live_epochs, "writers": args.writers,
+            "varobjs": args.varobjs,
             "machine": platform.platform(), "started_utc": time.strftime("%Y-%m-%d %H:%M:%S",
                                                                        time.gmtime())}}  # fmt: skip
 
     def start(self) -> None:
         ensure_embedded(self.server, DBNAME)
         self.conn = connect(self.server)
+        self.extra = [connect(self.server) for _ in range(max(self.args.writers) - 1)]
         self.res["config"]["server"] = self.conn.execute("SHOW server_version").fetchone()[0]
         n, c = self.epochs, self.args.chips
         self.conn.execute(
@@ -295,6 +300,9 @@ class Run:
         self.conn.execute("ANALYZE")
 
     def restart(self) -> None:
+        for c in self.extra:
+            c.close()
+        self.extra = []
         self.conn.close()
         self.server.stop()
         self.server.start()
@@ -302,23 +310,33 @@ class Run:
 
     def close(self) -> None:
         try:
-            self.conn.close()
+            for c in [*self.extra, self.conn]:
+                c.close()
         finally:
             self.server.destroy()
             shutil.rmtree(self.home, ignore_errors=True)
 
     # -- loading
-    def _write(self, images: list, ref: np.ndarray | None) -> tuple[int, float]:
+    def _write(self, images: list, ref: np.ndarray | None, writers: int) -> tuple[int, float]:
+        """photdb's writer, one transaction per image, ``writers`` sessions at once."""
+        conns = [self.conn, *self.extra][:writers]
+
+        def work(conn: psycopg.Connection, mine: list) -> None:
+            for gid, tab, stars in mine:
+                with conn.transaction(), conn.cursor() as cur:
+                    ids = store.write_sources(cur, gid, tab, ref_ids=None if ref is None
+                                              else ref[stars])  # fmt: skip
+                if ref is None:
+                    self.field.ref_ids[stars] = ids
+
         t0 = time.perf_counter()
-        n = 0
-        for gid, tab, stars in images:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                ids = store.write_sources(cur, gid, tab, ref_ids=None if ref is None
-                                          else ref[stars])  # fmt: skip
-            if ref is None:
-                self.field.ref_ids[stars] = ids
-            n += len(tab)
-        return n, time.perf_counter() - t0
+        threads = [threading.Thread(target=work, args=(c, images[k :: len(conns)]))
+                   for k, c in enumerate(conns)]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(len(t) for _, t, _ in images), time.perf_counter() - t0
 
     def _raw(self, data: bytes, names: list[str]) -> float:
         t0 = time.perf_counter()
@@ -332,31 +350,36 @@ class Run:
         return dt
 
     def load(self, epochs: range, label: str) -> dict:
-        rows = w_s = r_s = 0.0
+        """Load epochs; writer and raw COPY alternate going first; sessions per ``--writers``."""
         per = []
         for e in epochs:
             images = self.field.images(e)
             ref = None if e == 0 else self.field.ref_ids
+            k = 1 if e == 0 else self.args.writers[e % len(self.args.writers)]
             data, names = raw_stream(images, ref)
-            if e % 2:
+            if (e // 2) % 2:
                 r = self._raw(data, names)
-                n, w = self._write(images, ref)
+                n, w = self._write(images, ref, k)
             else:
-                n, w = self._write(images, ref)
+                n, w = self._write(images, ref, k)
                 r = self._raw(data, names)
             if e == 0:  # the stored reference positions are what later epochs force at
                 got = self.conn.execute("SELECT id, ra, dec FROM galsources ORDER BY id").fetchall()
                 pos = {i: (a, d) for i, a, d in got}
                 self.field.ref_ra = np.array([pos[i][0] for i in self.field.ref_ids])
                 self.field.ref_dec = np.array([pos[i][1] for i in self.field.ref_ids])
-            rows += n
-            w_s += w
-            r_s += r
-            per.append({"epoch": e, "rows": n, "writer_s": w, "raw_s": r})
+            per.append({"epoch": e, "rows": n, "writers": k, "writer_s": w, "raw_s": r})
             if e % 5 == 0 or e == epochs[-1]:
-                log(f"  {label} epoch {e}: {n:,} rows, writer {n / w:,.0f}/s, raw {n / r:,.0f}/s")
-        return {"rows": int(rows), "writer_rows_per_s": rows / w_s, "raw_rows_per_s": rows / r_s,
-                "ratio": r_s / w_s, "epochs": per}  # fmt: skip
+                log(f"  {label} epoch {e}: {n:,} rows, {k} writer(s) {n / w:,.0f}/s,"
+                    f" raw {n / r:,.0f}/s")  # fmt: skip
+        out: dict = {"epochs": per}
+        for k in sorted({p["writers"] for p in per if p["epoch"] > 0}):
+            sel = [p for p in per if p["writers"] == k and p["epoch"] > 0]
+            rows = sum(p["rows"] for p in sel)
+            w_s, r_s = sum(p["writer_s"] for p in sel), sum(p["raw_s"] for p in sel)
+            out[f"writers_{k}"] = {"rows": rows, "writer_rows_per_s": rows / w_s,
+                                   "raw_rows_per_s": rows / r_s, "ratio": r_s / w_s}  # fmt: skip
+        return out
 
     def run(self) -> dict:
         a, f = self.args, self.field
@@ -466,10 +489,13 @@ def report(r: dict) -> str:
         " UTC; shared 2-core machine, nice -n 5",
         "",
         "LOAD (rows/s; raw = binary COPY of the same rows, pre-encoded, into an unindexed heap)",
-        f"  no readers : writer {lq['writer_rows_per_s']:>9,.0f}  raw {lq['raw_rows_per_s']:>9,.0f}"
-        f"  writer/raw {lq['ratio']:.2f}  ({lq['rows']:,} rows)",
-        f"  with reader: writer {ll['writer_rows_per_s']:>9,.0f}  raw {ll['raw_rows_per_s']:>9,.0f}"
-        f"  writer/raw {ll['ratio']:.2f}  ({ll['rows']:,} rows)",
+        *(
+            f"  {ph:<11} {k.replace('_', ' ')}: writer {v['writer_rows_per_s']:>9,.0f}"
+            f"  raw {v['raw_rows_per_s']:>9,.0f}  writer/raw {v['ratio']:.2f}  ({v['rows']:,} rows)"
+            for ph, d in (("no readers", lq), ("with reader", ll))
+            for k, v in d.items()
+            if k.startswith("writers_")
+        ),
         "",
         "SIZE (bytes per row): " + ", ".join(f"{k} {v:.1f}" for k, v in s["bytes_per_row"].items()),
         f"  btree depth (levels above the leaves): {r.get('index_depth')}",
@@ -506,6 +532,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cones", type=int, default=200, help="warm targets")
     p.add_argument("--cold-cones", type=int, default=30, help="cold targets")
     p.add_argument("--seed-repeats", type=int, default=3)
+    p.add_argument("--writers", default="1,2", help="writer sessions, by turns per epoch")
     p.add_argument("--quiet-seconds", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
@@ -513,6 +540,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     a = p.parse_args(argv)
     a.rows, a.exposure_rows, a.varobjs = int(a.rows), int(a.exposure_rows), int(a.varobjs)
+    a.writers = [int(k) for k in a.writers.split(",")]
     if int(round(math.sqrt(a.chips))) ** 2 != a.chips:
         p.error(f"--chips {a.chips}: not a square number")
     return a
