@@ -166,6 +166,7 @@ class Reader:
         self.phase = "idle"
         self.lat: dict[str, list[float]] = {}
         self.waiting: dict[str, int] = {}
+        self.waiters: dict[str, set[str]] = {}
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._read, daemon=True),
                         threading.Thread(target=self._monitor, daemon=True)]  # fmt: skip
@@ -194,13 +195,19 @@ class Reader:
     def _monitor(self) -> None:
         with connect(self.server) as conn:
             while not self.stop.is_set():
-                n = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]
+                rows = conn.execute(
+                    "SELECT l.locktype, l.mode, a.query FROM pg_locks l"
+                    " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted"
+                ).fetchall()
                 ph = self.phase
-                self.waiting[ph] = max(self.waiting.get(ph, 0), n)
+                self.waiting[ph] = max(self.waiting.get(ph, 0), len(rows))
+                for kind, mode, query in rows:  # who waited, for what
+                    self.waiters.setdefault(ph, set()).add(f"{kind} {mode}: {(query or '')[:60]}")
                 time.sleep(0.02)
 
     def result(self) -> dict:
-        return {ph: {**summarise(v), "max_waiting_locks": self.waiting.get(ph, 0)}
+        return {ph: {**summarise(v), "max_waiting_locks": self.waiting.get(ph, 0),
+                     "waiters": sorted(self.waiters.get(ph, ()))}
                 for ph, v in self.lat.items()}  # fmt: skip
 
 
@@ -518,6 +525,7 @@ def report(r: dict) -> str:
             lines.append(f"  {ph:<26} n {v['n']:>6}  p50 {v['p50']:>7.2f}  p95 {v['p95']:>7.2f}"
                          f"  max {v['max']:>8.1f}  waiting {v['max_waiting_locks']}"
                          + (f"  ({dur:.1f} s)" if dur else ""))  # fmt: skip
+            lines += [f"      waited: {w}" for w in v.get("waiters", [])]
     return "\n".join(lines)
 
 
