@@ -186,8 +186,12 @@ def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int | list[i
         sql.SQL(
             "{} WHERE s.id = ANY(%(ids)s) UNION ALL {} FROM galsources r JOIN {} {}"
             " WHERE r.id = ANY(%(ids)s) ORDER BY 1"
-        ).format(sql.SQL(_LC_SELECT), sql.SQL(_LC_COLUMNS), sql.SQL(FORCED_OF_REFERENCE),
-                 sql.SQL(_LC_JOINS)),  # fmt: skip
+        ).format(
+            sql.SQL(_LC_SELECT),
+            sql.SQL(_LC_COLUMNS),
+            sql.SQL(FORCED_OF_REFERENCE),
+            sql.SQL(_LC_JOINS),
+        ),  # fmt: skip
         {"ids": ids},
     ).fetchall()
     return _lc_table(rows)
