@@ -31,6 +31,9 @@ reference row, ``ref_id`` set), one transaction per chip image through
 
 Timings on a shared machine are noisy: compare the ratios of one run.
 
+One file (~600 lines) on purpose: a benchmark is run, read and quoted as a whole, and
+its parts (data, loader, readers, report) are used nowhere else.
+
 Examples
 --------
 ::

@@ -191,7 +191,7 @@ def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int | list[i
             sql.SQL(_LC_COLUMNS),
             sql.SQL(FORCED_OF_REFERENCE),
             sql.SQL(_LC_JOINS),
-        ),  # fmt: skip
+        ),
         {"ids": ids},
     ).fetchall()
     return _lc_table(rows)
