@@ -200,8 +200,10 @@ def _notes(cur: psycopg.Cursor, obs: list[int]) -> list[str]:
         notes.append(f"{n} other pipeline image(s) lose their reference link (set to NULL)")
     n = _count(
         cur,
-        "SELECT count(*) FROM galsources WHERE ref_id IN (SELECT id FROM galsources"
-        " WHERE galimage_id = ANY(%s)) AND NOT galimage_id = ANY(%s)",
+        # forced rows carry their reference's position: found through the q3c index
+        "SELECT count(*) FROM galsources r JOIN galsources s"
+        " ON q3c_ang2ipix(s.ra, s.dec) = q3c_ang2ipix(r.ra, r.dec) AND s.ref_id = r.id"
+        " WHERE r.galimage_id = ANY(%s) AND NOT s.galimage_id = ANY(%s)",
         [obs, obs],
     )
     if n:

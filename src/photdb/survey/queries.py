@@ -92,10 +92,16 @@ def reference_info(conn: psycopg.Connection, ids: list[int]) -> dict[int, tuple]
     return {r[0]: r[1:] for r in conn.execute(_REFINFO, [list(ids)]).fetchall()}
 
 
-_FORCED = """
-SELECT s.ref_id, s.mag, s.magerr FROM galsources s
+#: the forced measurements ``s`` of reference sources ``r``: made at the reference
+#: position and stored with it, so one equality lookup in the q3c index (migration 0009)
+FORCED_OF_REFERENCE = (
+    "galsources s ON q3c_ang2ipix(s.ra, s.dec) = q3c_ang2ipix(r.ra, r.dec) AND s.ref_id = r.id"
+)
+
+_FORCED = f"""
+SELECT s.ref_id, s.mag, s.magerr FROM galsources r JOIN {FORCED_OF_REFERENCE}
 JOIN galimages i ON s.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id
-WHERE s.ref_id = ANY(%s) ORDER BY s.ref_id, e.mjd
+WHERE r.id = ANY(%s) ORDER BY s.ref_id, e.mjd
 """
 
 
@@ -149,14 +155,16 @@ _LC_FIELDS = ("mjd", "band", "mag", "mag_err", "mag_err_raw", "is_reference", "r
               "galsource_id", "galimage_id", "ra", "dec", "filename", "reference_image",
               "zero_point", "error_factor", "flags")  # fmt: skip
 
-_LC_SELECT = """
+_LC_COLUMNS = """
 SELECT e.mjd, e.filter, s.mag, s.magerr, s.magerr_raw, e.is_reference, s.ref_id,
        s.id, s.galimage_id, s.ra, s.dec, o.filename, i.reference, i.zp, i.error_factor, s.flags
-FROM galsources s
+"""
+_LC_JOINS = """
 JOIN galimages i ON s.galimage_id = i.id
 JOIN galexposures e ON i.galexposure_id = e.id
 JOIN observations o ON o.id = i.id
 """
+_LC_SELECT = _LC_COLUMNS + "FROM galsources s" + _LC_JOINS
 
 
 def _lc_table(rows: list[tuple]) -> Table:
@@ -176,8 +184,14 @@ def lightcurve_by_refsource(conn: psycopg.Connection, refsource_id: int | list[i
         int(refsource_id)]  # fmt: skip
     rows = conn.execute(
         sql.SQL(
-            "{} WHERE s.id = ANY(%(ids)s) UNION ALL {} WHERE s.ref_id = ANY(%(ids)s) ORDER BY 1"
-        ).format(sql.SQL(_LC_SELECT), sql.SQL(_LC_SELECT)),
+            "{} WHERE s.id = ANY(%(ids)s) UNION ALL {} FROM galsources r JOIN {} {}"
+            " WHERE r.id = ANY(%(ids)s) ORDER BY 1"
+        ).format(
+            sql.SQL(_LC_SELECT),
+            sql.SQL(_LC_COLUMNS),
+            sql.SQL(FORCED_OF_REFERENCE),
+            sql.SQL(_LC_JOINS),
+        ),
         {"ids": ids},
     ).fetchall()
     return _lc_table(rows)

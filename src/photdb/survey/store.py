@@ -42,12 +42,13 @@ __all__ = [
     "write_variables",
 ]
 
-#: galsources columns written by COPY, with their PostgreSQL types.
+#: galsources columns written by COPY (in table order), with their PostgreSQL types.
 GALSOURCE_COLUMNS = {
     "id": "int8",
-    "galimage_id": "int4",
     "ra": "float8",
     "dec": "float8",
+    "ref_id": "int8",
+    "galimage_id": "int4",
     "mag": "float4",
     "magerr": "float4",
     "magerr_raw": "float4",
@@ -55,12 +56,18 @@ GALSOURCE_COLUMNS = {
     "dflux": "float4",
     "x": "float4",
     "y": "float4",
-    "ref_id": "int8",
     "qf": "float4",
     "rchi2": "float4",
     "fracflux": "float4",
     "flags": "int4",
 }
+
+
+_FLOAT_COLUMNS = tuple(k for k, t in GALSOURCE_COLUMNS.items() if t == "float4")
+
+#: rows encoded per block of a catalogue's COPY: the server inserts one block while
+#: the next is encoded (benchmarks/galsources_scale.py).
+COPY_BLOCK_ROWS = 16_384
 
 
 def jsonable(value: Any) -> Any:
@@ -81,13 +88,24 @@ def jsonable(value: Any) -> Any:
 
 
 def allocate_source_ids(cur: psycopg.Cursor, n: int) -> np.ndarray:
-    """Reserve ``n`` galsources ids from the sequence (safe with concurrent writers)."""
+    """Reserve ``n`` galsources ids from the sequence (safe with concurrent writers).
+
+    The sequence has a session cache (migration 0009), so one writer's ids are
+    usually one contiguous block: the server then sends only its ends, not ``n``
+    values; otherwise (a cache block ran out while another writer took the next)
+    it sends them all.
+    """
     if n <= 0:
         return np.zeros(0, np.int64)
-    row = cur.execute(
-        "SELECT array_agg(nextval('galsources_id_seq')) FROM generate_series(1, %s)", [n]
+    lo, hi, every = cur.execute(
+        "WITH t AS (SELECT nextval('galsources_id_seq') AS v FROM generate_series(1, %s))"
+        " SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL"
+        " ELSE array_agg(v ORDER BY v) END FROM t",
+        [n],
     ).fetchone()
-    return np.asarray(row[0], dtype=np.int64)
+    if every is None:
+        return np.arange(lo, hi + 1, dtype=np.int64)
+    return np.asarray(every, dtype=np.int64)
 
 
 def _col(table: Table, name: str, default: float = np.nan) -> np.ndarray:
@@ -106,24 +124,24 @@ def write_sources(
 ) -> np.ndarray:
     """COPY a catalogue into galsources; return the new ids in the catalogue's row order.
 
-    Rows are sent in sky (Morton) order, see :func:`photdb.db.copy.sky_order`.
-    ``ref_ids`` links forced measurements to their reference source (None: this
-    is a reference catalogue, ``ref_id`` NULL). ``magerr_raw`` defaults to
+    Rows are sent in sky (Morton) order, see :func:`photdb.db.copy.sky_order`, and
+    get ascending ids in that order (the primary key is appended to; the heap is
+    in id order). ``ref_ids`` links forced measurements to their reference source
+    (their ``ra, dec`` must be the reference source's: light curves are found
+    through the q3c index, migration 0009); None: this is a reference catalogue,
+    ``ref_id`` NULL. ``magerr_raw`` defaults to
     ``magerr`` when the catalogue has none.
     """
     n = len(catalog)
-    ids = allocate_source_ids(cur, n)
     if n == 0:
-        return ids
-    order = sky_order(_col(catalog, "ra"), _col(catalog, "dec"))
+        return np.zeros(0, np.int64)
     magerr = _col(catalog, "magerr")
     raw = _col(catalog, "magerr_raw") if "magerr_raw" in catalog.colnames else magerr
-    flags = _col(catalog, "flags", 0).astype(np.int64)
     values = {
-        "id": ids,
-        "galimage_id": np.full(n, galimage_id, np.int64),
         "ra": _col(catalog, "ra"),
         "dec": _col(catalog, "dec"),
+        "ref_id": np.zeros(n, np.int64) if ref_ids is None else np.asarray(ref_ids, np.int64),
+        "galimage_id": np.full(n, galimage_id, np.int64),
         "mag": _col(catalog, "mag"),
         "magerr": magerr,
         "magerr_raw": raw,
@@ -131,18 +149,28 @@ def write_sources(
         "dflux": _col(catalog, "dflux"),
         "x": _col(catalog, "x"),
         "y": _col(catalog, "y"),
-        "ref_id": np.zeros(n, np.int64) if ref_ids is None else np.asarray(ref_ids, np.int64),
         "qf": _col(catalog, "qf"),
         "rchi2": _col(catalog, "rchi2"),
         "fracflux": _col(catalog, "fracflux"),
-        "flags": flags,
+        "flags": _col(catalog, "flags", 0).astype(np.int64),
     }
+    # Sky order, rows with NULLs (NaN) after the others (the encoder groups rows by
+    # NULL pattern): ids then ascend in the order the rows arrive, so the primary key
+    # is only ever appended to and its leaves stay full.
+    sky = sky_order(values["ra"], values["dec"])
+    pattern = np.zeros(n, np.int64)
+    for bit, name in enumerate(("ra", "dec", *_FLOAT_COLUMNS)):
+        pattern |= (~np.isfinite(values[name])).astype(np.int64) << bit
+    order = sky[np.argsort(pattern[sky], kind="stable")]
+    ids = np.empty(n, np.int64)
+    ids[order] = allocate_source_ids(cur, n)
+    values["id"] = ids
+    null_ref = np.ones(n, bool) if ref_ids is None else None
     cols = [
-        Column(name, t, np.asarray(values[name])[order],
-               np.ones(n, bool) if name == "ref_id" and ref_ids is None else None)
+        Column(name, t, values[name][order], null_ref if name == "ref_id" else None)
         for name, t in GALSOURCE_COLUMNS.items()
-    ]  # fmt: skip
-    copy_columns(cur, "galsources", cols)
+    ]
+    copy_columns(cur, "galsources", cols, block_rows=COPY_BLOCK_ROWS)
     return ids
 
 

@@ -63,7 +63,7 @@ def populate(settings, tmp_path: Path) -> dict:
     Archive: SS Cyg has 3 points (datasource KOL-SS, band V, comp stars); the
     TYC star has one point on each MaxIm frame (KOL-TYC), the second with its
     ``mjd`` removed so that it comes from ``dateobs``. Pipeline: a reference row
-    0.3" from the TYC star on frame a, a forced row 0.2" away on frame b, a
+    0.3" from the TYC star on frame a, a forced row at its position on frame b, a
     neighbour 5" away on frame b, a variable-object row on frame b.
     """
     folder = tmp_path / "fits"
@@ -109,7 +109,7 @@ def populate(settings, tmp_path: Path) -> dict:
         src = {}
         for key, image, arcsec, mag, ref in (
             ("ref", "a_r.fit", 0.3, 10.3, None),
-            ("forced", "b_r.fit", 0.2, 10.35, "ref"),
+            ("forced", "b_r.fit", 0.3, 10.35, "ref"),  # forced at the reference position
             ("neighbour", "b_r.fit", 5.0, 14.0, None),
         ):
             c = _offset(TYC, arcsec)

@@ -399,3 +399,16 @@ def _rows(settings, band):
         ).fetchall()
     assert src
     return src, var
+
+
+def test_forced_rows_carry_their_reference_position(processed):
+    """Light curves find forced rows through the q3c index (migration 0009): every forced
+    row has exactly its reference source's position."""
+    settings = processed[0]
+    with connect("readonly", settings) as conn:
+        n_forced, bad = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE r.id IS NULL OR r.ra <> s.ra"
+            " OR r.dec <> s.dec) FROM galsources s LEFT JOIN galsources r ON r.id = s.ref_id"
+            " WHERE s.ref_id IS NOT NULL"
+        ).fetchone()
+    assert n_forced > 0 and bad == 0
