@@ -23,7 +23,7 @@ Conventions at this boundary
   differ from beta=3 beyond ~4 pix leave a constant aperture correction (-2.5 % for
   true beta=2.5), which the zero point / reference calibration absorbs.
 
-The module is the whole boundary with crowdsource (~470 lines): the conventions
+The module is the whole boundary with crowdsource (~540 lines): the conventions
 above hold for every function in it, so it is kept in one file.
 """
 
@@ -48,6 +48,7 @@ from photdb.fitting import flux_to_mag, robust_sigma
 __all__ = [
     "PhotometryConfig",
     "estimate_fwhm",
+    "fit_psf_on_stars",
     "initial_psf",
     "measure_forced",
     "measure_sources",
@@ -399,6 +400,67 @@ def measure_sources(
             ntiley=config.subregions[1], threshold=config.threshold,
             blendthreshu=config.blendthreshu, psfvalsharpcutfac=config.psfvalsharpcutfac,
             psfsharpsat=config.psfsharpsat,
+        )  # fmt: skip
+    return _to_table(stars, im.shape), psf
+
+
+def fit_psf_on_stars(
+    data: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    variance: np.ndarray,
+    mask: np.ndarray | None = None,
+    fwhm_pix: float,
+    niter: int = 1,
+    config: PhotometryConfig = PhotometryConfig(),
+) -> tuple[Table, Any]:
+    """crowdsource's PSF fitted on known stars, without a full-image find-and-fit.
+
+    ``fit_im_force`` at the given positions with the PSF refit at every iteration
+    (``refit_psf``: the same variable Moffat + pixelised PSF and fitting function as
+    :func:`measure_sources`), starting from a Moffat of ``fwhm_pix``.  The stars are
+    not recentred (the PSF fit takes each star's measured centroid offset into
+    account; crowdsource moves them all by the PSF model's mean centroid shift only).
+    Only these stars are in the model (e.g. every peak of
+    :func:`photdb.detection.detect_calibration_stars`; crowdsource picks its PSF stars
+    among them); the residual local sky is not refit (the caller subtracted the sky).
+
+    Parameters
+    ----------
+    data : ndarray (ny, nx)
+        Sky-subtracted image (ADU).
+    x, y : array_like
+        Centroids (pix; x = column, y = row) of the stars.
+    variance, mask : ndarray
+        As in :func:`measure_sources`.
+    fwhm_pix : float
+        Initial FWHM (pix).
+    niter : int, default 1
+        ``fit_im_force`` iterations (PSF refits).
+    config : PhotometryConfig, optional
+
+    Returns
+    -------
+    catalog : astropy.table.Table
+        :func:`measure_sources` columns for these stars, in input order, measured
+        before the last PSF refit (with the initial Moffat when ``niter`` is 1).
+    psf : crowdsource PSF
+        The fitted PSF, for :func:`measure_forced` on the same image.
+    """
+    xs = np.array(x, dtype=np.float32, ndmin=1)
+    ys = np.array(y, dtype=np.float32, ndmin=1)
+    if xs.size == 0:
+        raise ValueError("fit_psf_on_stars needs at least one star")
+    im = np.asarray(data, dtype=np.float32)
+    weight = _weight(variance, mask, config.bad_bits)
+    dq = np.zeros(im.shape, np.int64) if mask is None else np.asarray(mask).astype(np.int64)
+    psf = initial_psf(fwhm_pix, config=config)
+    with _quiet():
+        stars, _model, _sky, psf = cs.fit_im_force(
+            im, ys.copy(), xs.copy(), psf, weight=weight, dq=dq, psfderiv=False, nskyx=0,
+            nskyy=0, refit_psf=config.refit_psf, niter=max(niter, 1), refit_sky=False,
+            startsky=np.zeros(im.shape, np.float32),
         )  # fmt: skip
     return _to_table(stars, im.shape), psf
 
