@@ -52,8 +52,9 @@ class DetectionConfig:
         PSF with all the peaks in its model (:func:`photdb.photometry.fit_psf_on_stars`,
         no full find-and-fit), and the bright isolated stars calibrate the image.
         ``"crowdsource"``: crowdsource's full find-and-fit of every source (``fit_im``),
-        as references are measured.  Only search images use this setting; references
-        always get the full fit.
+        as references are measured.  Used by every image reduced as a search image
+        (:func:`photdb.pipeline.reduce_search`), which includes the other references
+        of a reference set; a (primary or stacked) reference always gets the full fit.
     threshold : float, default 5.0
         DAOFIND threshold, in sigma of the (median) per-pixel noise, for the list of
         all peaks (the PSF fit's model and the neighbours the isolation test looks at).
@@ -72,9 +73,11 @@ class DetectionConfig:
         Calibration stars are at least this many FWHM from the chip edge.
     max_stars : int, default 400
         At most this many of the brightest calibration stars are marked.
-    min_stars : int, default 20
+    min_stars : int, default 50
         When fewer stars pass ``min_peak_sigma``, the peak cut is dropped (isolated,
-        unmasked peaks above ``threshold``, brightest first): a shallow or sparse image.
+        unmasked peaks above ``threshold``); when still fewer, the isolation cut too
+        (every unmasked peak inside the edge), brightest first: a shallow image or a
+        small chip, where the WCS refinement's offset search needs the numbers.
     psf_niter : int, default 1
         PSF refits (``"fast"``).  One: the stars are not recentred between refits, and
         a second refit measured worse (bright-star forced-flux scatter 0.0078 -> 0.0104
@@ -89,7 +92,7 @@ class DetectionConfig:
     mask_fwhm: float = 1.5
     edge_fwhm: float = 3.0
     max_stars: int = 400
-    min_stars: int = 20
+    min_stars: int = 50
     psf_niter: int = 1
 
     def __post_init__(self) -> None:
@@ -173,8 +176,10 @@ def detect_calibration_stars(
     yy, xx = np.mgrid[-rad : rad + 1, -rad : rad + 1]
     near_bad = ndimage.binary_dilation(bad, structure=xx**2 + yy**2 <= rad**2)
     clean &= ~near_bad[iy, ix]
-    clean &= _isolated(x, y, flux, cfg.isolation_fwhm * fwhm_pix, cfg.isolation_flux_ratio)
-    calib = clean & (peak_sigma >= cfg.min_peak_sigma)
+    isolated = _isolated(x, y, flux, cfg.isolation_fwhm * fwhm_pix, cfg.isolation_flux_ratio)
+    calib = clean & isolated & (peak_sigma >= cfg.min_peak_sigma)
+    if np.count_nonzero(calib) < cfg.min_stars:
+        calib = clean & isolated
     if np.count_nonzero(calib) < cfg.min_stars:
         calib = clean
     calib[order[np.cumsum(calib[order]) > cfg.max_stars]] = False

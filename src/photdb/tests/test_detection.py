@@ -6,6 +6,8 @@ nothing on pure noise, and a PSF fitted on the peaks alone that measures fluxes 
 crowdsource's full fit does.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -23,6 +25,8 @@ SHAPE = (240, 360)  # non-square: catches x/y swaps
 #: peak whose centroid is off by its light-weighted offset, hence the 0.5 pix bound
 #: for all (the WCS fit clips such outliers).
 POS_TOL_PIX = 0.1
+#: The scene has ~30 bright isolated stars: no fallback (see test_few_stars_fallback)
+CFG = DetectionConfig(min_stars=10)
 
 
 def _variance(img: np.ndarray) -> np.ndarray:
@@ -39,7 +43,7 @@ def scene():
     img = noisy_image(render_stars(SHAPE, x, y, flux, fwhm=FWHM), sky=SKY, gain=GAIN,
                       readnoise=RN, rng=rng)  # fmt: skip
     var = _variance(img)
-    found = detect_calibration_stars(img - SKY, variance=var, fwhm_pix=FWHM)
+    found = detect_calibration_stars(img - SKY, variance=var, fwhm_pix=FWHM, config=CFG)
     return {"x": x, "y": y, "flux": flux, "img": img, "var": var, "found": found}
 
 
@@ -58,7 +62,7 @@ def test_calibration_stars_are_bright_isolated_and_inside(scene):
     x, y, flux = scene["x"], scene["y"], scene["flux"]
     tree = cKDTree(np.c_[x, y])
     _, i = tree.query(np.c_[cal["x"], cal["y"]])
-    cfg = DetectionConfig()
+    cfg = CFG
     radius = cfg.isolation_fwhm * FWHM
     for k in i:
         near = tree.query_ball_point([x[k], y[k]], radius)
@@ -85,11 +89,28 @@ def test_masked_stars_are_not_calibration_stars(scene):
     cx, cy = int(round(float(cal["x"][k]))), int(round(float(cal["y"][k])))
     mask[cy, cx + 2] = MaskBits.COSMIC_RAY  # one masked pixel next to the brightest star
     again = detect_calibration_stars(scene["img"] - SKY, variance=scene["var"], mask=mask,
-                                     fwhm_pix=FWHM)  # fmt: skip
+                                     fwhm_pix=FWHM, config=CFG)  # fmt: skip
     c2 = again[again["calib"]]
     d, _ = cKDTree(np.c_[c2["x"], c2["y"]]).query([[cal["x"][k], cal["y"][k]]])
     assert d[0] > 1.0
     assert len(c2) == len(cal) - 1
+
+
+def test_few_stars_fallback(scene):
+    """Fewer than min_stars bright isolated stars: fainter isolated ones join, then
+    crowded ones; never a masked or edge one, always the brightest first."""
+    cal = scene["found"][scene["found"]["calib"]]
+    for n in (len(cal) + 1, 10_000):
+        more = detect_calibration_stars(scene["img"] - SKY, variance=scene["var"],
+                                        fwhm_pix=FWHM, config=replace(CFG, min_stars=n))
+        c2 = more[more["calib"]]
+        assert len(c2) > len(cal)
+        edge = CFG.edge_fwhm * FWHM
+        assert np.all((c2["x"] >= edge) & (c2["y"] >= edge))
+        assert np.all(np.diff(np.asarray(c2["flux"])) <= 0)
+    assert len(c2) > len(detect_calibration_stars(
+        scene["img"] - SKY, variance=scene["var"], fwhm_pix=FWHM,
+        config=replace(CFG, min_stars=len(cal) + 1))["calib"].nonzero()[0])  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
