@@ -76,8 +76,8 @@ class DetectionConfig:
     min_stars : int, default 50
         When fewer stars pass ``min_peak_sigma``, the peak cut is dropped (isolated,
         unmasked peaks above ``threshold``); when still fewer, the isolation cut too
-        (every unmasked peak inside the edge), brightest first: a shallow image or a
-        small chip, where the WCS refinement's offset search needs the numbers.
+        (every unmasked peak inside the edge); then every peak; brightest first: a
+        shallow image or a small chip, where the WCS refinement needs the numbers.
     psf_niter : int, default 1
         PSF refits (``"fast"``).  One: the stars are not recentred between refits, and
         a second refit measured worse (bright-star forced-flux scatter 0.0078 -> 0.0104
@@ -182,6 +182,8 @@ def detect_calibration_stars(
         calib = clean & isolated
     if np.count_nonzero(calib) < cfg.min_stars:
         calib = clean
+    if np.count_nonzero(calib) < cfg.min_stars:
+        calib = np.ones(len(x), dtype=bool)
     calib[order[np.cumsum(calib[order]) > cfg.max_stars]] = False
     out = Table()
     out["x"], out["y"] = x[order], y[order]
