@@ -1,17 +1,20 @@
-"""Seconds per chip and per 10^4 sources, by stage, against crowdsource's own fit time.
+"""Seconds per chip and per 10^4 sources, by stage, against crowdsource's forced fit time.
 
 Simulates one reference and one search exposure of a single chip, runs
-``reduce_reference`` and ``reduce_search`` (stage timings from the pipeline),
-times crowdsource's ``fit_im`` / ``fit_im_force`` alone on the same prepared
-chip, and times the database side: binary COPY of the catalogue (numpy encoder
-vs psycopg ``write_row``) into ``galsources`` of a scratch embedded database.
+``reduce_reference`` and ``reduce_search`` with each calibration detector (stage
+timings from the pipeline), times crowdsource's ``fit_im_force`` alone on the same
+prepared chip at the same positions (and ``fit_im`` with ``--crowdsource-alone``),
+and times the database side: binary COPY of the catalogue (numpy encoder vs
+psycopg ``write_row``) into ``galsources`` of a scratch embedded database.
 
     python benchmarks/pipeline_speed.py --nx 2048 --ny 1024 [--copy-rows 1000000]
+    python benchmarks/pipeline_speed.py --nx 1024 --ny 512 --copy-rows 0 --detectors fast
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -24,7 +27,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nx", type=int, default=1024)
     ap.add_argument("--ny", type=int, default=512)
-    ap.add_argument("--copy-rows", type=int, default=500_000)
+    ap.add_argument("--copy-rows", type=int, default=500_000, help="0: skip the database")
+    ap.add_argument(
+        "--detectors",
+        default="fast,crowdsource",
+        help="search images' calibration detectors to time, comma-separated",
+    )
+    ap.add_argument(
+        "--crowdsource-alone", action="store_true", help="also time fit_im alone (slow)"
+    )
     args = ap.parse_args()
 
     from photdb.photometry import measure_forced, measure_sources
@@ -59,28 +70,27 @@ def main() -> None:
     ref = reduce_reference(ref_img, config=pc)
     t_ref = time.perf_counter() - t
     srch_img = read_chip(srch_file, 1, config=pc)
-    t = time.perf_counter()
-    res = reduce_search(srch_img, ref.catalog, config=pc)
-    t_srch = time.perf_counter() - t
-    n_ref, n_forced = len(ref.catalog), len(res.catalog)
+    n_ref = len(ref.catalog)
+    searches = {}
+    for name in args.detectors.split(","):
+        cfg = dataclasses.replace(pc, detection=dataclasses.replace(pc.detection, detector=name))
+        t = time.perf_counter()
+        res = reduce_search(srch_img, ref.catalog, config=cfg)
+        searches[name] = (time.perf_counter() - t, res)
 
-    # crowdsource alone on the same prepared search chip
-    prep = prepare_image(srch_img, config=pc)
-    t = time.perf_counter()
-    det, psf = measure_sources(
-        prep.data,
-        variance=prep.variance,
-        mask=prep.mask,
-        fwhm_pix=prep.fwhm_pix,
-        config=pc.photometry,
-    )
-    t_cs_fit = time.perf_counter() - t
+    # crowdsource's forced fit alone on the same prepared chip, at the same positions,
+    # with photdb's PSF stamp cache (the default) and without it (crowdsource as is)
+    prep = prepare_image(srch_img, config=pc, calibration_only=True)
     x, y = np.asarray(res.catalog["x"]), np.asarray(res.catalog["y"])
-    t = time.perf_counter()
-    measure_forced(
-        prep.data, x, y, variance=prep.variance, mask=prep.mask, psf=psf, config=pc.photometry
-    )
-    t_cs_force = time.perf_counter() - t
+    t_force = {}
+    for cache in (True, False):
+        phot = dataclasses.replace(pc.photometry, forced_cache_psf=cache)
+        t = time.perf_counter()
+        measure_forced(
+            prep.data, x, y, variance=prep.variance, mask=prep.mask, psf=prep.psf, config=phot
+        )
+        t_force[cache] = time.perf_counter() - t
+    n_forced = len(res.catalog)
 
     def show(name, total, timings, n):
         print(
@@ -92,12 +102,31 @@ def main() -> None:
 
     print(f"read chip (FITS + mask + variance): {t_read:.3f} s")
     show("reference (reduce_reference)", t_ref, ref.stats.timings_s, n_ref)
-    show("search (reduce_search)", t_srch, res.stats.timings_s, n_forced)
+    for name, (t_srch, res) in searches.items():
+        show(f"search (reduce_search, detector={name})", t_srch, res.stats.timings_s, n_forced)
+        st = res.stats
+        print(
+            f"  astrometry rms {st.astrom_rms_arcsec:.4f} arcsec on {st.astrom_n_matched} "
+            f"matches; zp {st.zp:.4f}, calibration rms {st.calib_residual_rms_mag:.4f} mag"
+        )
     print(
-        f"\ncrowdsource alone on the search chip: fit_im {t_cs_fit:.2f} s, "
-        f"fit_im_force {t_cs_force:.2f} s, sum {t_cs_fit + t_cs_force:.2f} s"
+        f"\ncrowdsource fit_im_force alone on the search chip: {t_force[True]:.2f} s with the "
+        f"PSF stamp cache, {t_force[False]:.2f} s without (crowdsource as is)"
     )
-    print(f"pipeline search time / crowdsource time = {t_srch / (t_cs_fit + t_cs_force):.2f}")
+    for name, (t_srch, _res) in searches.items():
+        print(
+            f"search ({name}) / forced fit alone = {t_srch / t_force[True]:.2f} "
+            f"(/ uncached forced fit = {t_srch / t_force[False]:.2f})"
+        )
+    if args.crowdsource_alone:
+        t = time.perf_counter()
+        measure_sources(
+            prep.data, variance=prep.variance, mask=prep.mask, fwhm_pix=prep.fwhm_pix,
+            config=pc.photometry,
+        )  # fmt: skip
+        print(f"crowdsource fit_im alone on the search chip: {time.perf_counter() - t:.2f} s")
+    if args.copy_rows <= 0:
+        return
 
     # ---------------------------------------------------------------- database
     os.environ["PHOTDB_HOME"] = str(tmp / "home")

@@ -30,6 +30,7 @@ them), processes with ``-j``, then prints:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -46,6 +47,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--outdir", type=Path, default=None, help="keep everything here")
+    ap.add_argument(
+        "--detector",
+        choices=("fast", "crowdsource"),
+        default=None,
+        help="search images' calibration detector (default: the pipeline's); the numbers "
+        "go to results/science_run_<detector>.json",
+    )
     ap.add_argument(
         "--analyse-only",
         action="store_true",
@@ -94,6 +102,10 @@ def main() -> None:
     settings = resolve(load_settings())
     load_survey(settings, survey)
     config = PipelineConfig(astrometric_catalog=str(survey.catalog))
+    if args.detector is not None:
+        config = dataclasses.replace(
+            config, detection=dataclasses.replace(config.detection, detector=args.detector)
+        )
     rep = process(settings, jobs=args.jobs, config=config)
     print(
         f"{len(rep.done)} chips processed, {len(rep.failed)} failed, "
@@ -113,9 +125,11 @@ def main() -> None:
         "chips_processed": len(rep.done),
         "failed": len(rep.failed),
         "seconds": round(time.perf_counter() - t0, 1),
+        "detector": config.detection.detector,
     }
     report(results)
-    dest = Path(__file__).parent / "results" / "science_run.json"
+    name = "science_run.json" if args.detector is None else f"science_run_{args.detector}.json"
+    dest = Path(__file__).parent / "results" / name
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(results, indent=2))
     print(f"written {dest}")

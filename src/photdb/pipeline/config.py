@@ -33,6 +33,7 @@ import photdb
 from photdb.astrometry import AstrometryConfig
 from photdb.background import SkyConfig
 from photdb.calibration import CalibrationConfig
+from photdb.detection import DetectionConfig
 from photdb.errors import ConfigError
 from photdb.image import MaskConfig
 from photdb.photometry import PhotometryConfig
@@ -174,6 +175,9 @@ class PipelineConfig:
         constant error the pedestal fit (:class:`SelectionConfig`) removes; the
         100-pix median residual sky of ``fit_im_force`` depends on seeing in crowded
         fields and biased 20th-mag stars by ~0.1 mag in 1.4" seeing.
+    detection : DetectionConfig
+        How a search image finds its calibration stars: ``detector = "fast"`` (sep +
+        a PSF fitted on them) or ``"crowdsource"`` (the full fit, as for references).
     astrometry : AstrometryConfig
         WCS refinement against the reference catalogue.
     calibration : CalibrationConfig
@@ -205,6 +209,7 @@ class PipelineConfig:
     photometry: PhotometryConfig = field(
         default_factory=lambda: PhotometryConfig(forced_local_sky=False)
     )
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     variability: VariabilityConfig = field(default_factory=VariabilityConfig)

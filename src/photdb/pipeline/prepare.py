@@ -21,8 +21,9 @@ from astropy.wcs import WCS
 import photdb
 from photdb.background import Background, estimate_sky
 from photdb.bands import band_family, header_band
+from photdb.detection import detect_calibration_stars
 from photdb.image import Image, MaskBits, build_mask, make_variance
-from photdb.photometry import estimate_fwhm, measure_sources
+from photdb.photometry import estimate_fwhm, fit_psf_on_stars, measure_sources
 from photdb.pipeline.config import PipelineConfig, SelectionConfig
 from photdb.pipeline.io import STACK_CARD
 
@@ -130,13 +131,23 @@ def zero_point(image: Image, config: PipelineConfig, band: str | None) -> tuple[
     return zp, f"nominal_zp[{family}]"
 
 
-def prepare_image(image: Image, *, config: PipelineConfig = PipelineConfig()) -> PreparedImage:
-    """Mask, Bijaoui sky, variance from gain and read noise, crowdsource detection.
+def prepare_image(
+    image: Image, *, config: PipelineConfig = PipelineConfig(), calibration_only: bool = False
+) -> PreparedImage:
+    """Mask, Bijaoui sky, variance from gain and read noise, detection and PSF.
 
     The first steps of every reduction (notebook: "it will run through the same
     reduction procedure"). The mask is built here (see ``_build_mask``); an image that
     brings its own variance (a stacked reference) keeps it; a raw image gets its
     variance from gain, read noise and the Bijaoui sky.
+
+    Detection is crowdsource's full find-and-fit (``measure_sources``), except with
+    ``calibration_only`` (a search image, whose detections only calibrate it) and
+    ``config.detection.detector == "fast"``: then photutils' DAOFIND finds the peaks
+    and marks the bright isolated stars (:func:`photdb.detection.detect_calibration_stars`),
+    crowdsource fits the PSF with every peak in the model but no find-and-fit
+    (:func:`photdb.photometry.fit_psf_on_stars`), and ``detections`` holds the bright
+    isolated stars only (as fitted with the initial Moffat PSF).
     """
     timer = Timer()
     with timer("mask"):
@@ -159,10 +170,33 @@ def prepare_image(image: Image, *, config: PipelineConfig = PipelineConfig()) ->
     with timer("detect"):
         fwhm = estimate_fwhm(sub, variance=variance, mask=mask, beta=config.photometry.moffat_beta)
         guess = fwhm if np.isfinite(fwhm) else config.photometry.fwhm_default
-        det, psf = measure_sources(
-            sub, variance=variance, mask=mask, fwhm_pix=guess, config=config.photometry
-        )
+        if calibration_only and config.detection.detector == "fast":
+            det, psf = _detect_fast(sub, variance, mask, guess, config)
+        else:
+            det, psf = measure_sources(
+                sub, variance=variance, mask=mask, fwhm_pix=guess, config=config.photometry
+            )
     return PreparedImage(image, sub, mask, variance, sky, float(fwhm), det, psf, timer.as_dict())
+
+
+def _detect_fast(
+    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, fwhm: float, config: PipelineConfig
+) -> tuple[Table, Any]:
+    """DAOFIND's peaks, crowdsource's PSF fitted with all of them in the model; the
+    bright isolated stars (their PSF-model positions and fluxes) as the detections."""
+    peaks = detect_calibration_stars(
+        data, variance=variance, mask=mask, fwhm_pix=fwhm, bad_bits=config.photometry.bad_bits,
+        config=config.detection,
+    )  # fmt: skip
+    if not np.any(peaks["calib"]):
+        raise RuntimeError("no bright isolated star found for the calibration")
+    fit, psf = fit_psf_on_stars(
+        data, column(peaks, "x"), column(peaks, "y"), variance=variance, mask=mask,
+        fwhm_pix=fwhm, niter=config.detection.psf_niter, config=config.photometry,
+    )  # fmt: skip
+    det = fit[np.asarray(peaks["calib"])]
+    det.meta["n_detected"] = len(peaks)
+    return det, psf
 
 
 def _build_mask(image: Image, data: np.ndarray, config: PipelineConfig) -> np.ndarray:
@@ -187,9 +221,19 @@ def _build_mask(image: Image, data: np.ndarray, config: PipelineConfig) -> np.nd
     )
 
 
-def prepared(image: Image | PreparedImage, config: PipelineConfig, timer: Timer) -> PreparedImage:
+def prepared(
+    image: Image | PreparedImage,
+    config: PipelineConfig,
+    timer: Timer,
+    *,
+    calibration_only: bool = False,
+) -> PreparedImage:
     """``image`` prepared (once), its preparation timings added to ``timer``."""
-    prep = image if isinstance(image, PreparedImage) else prepare_image(image, config=config)
+    prep = (
+        image
+        if isinstance(image, PreparedImage)
+        else prepare_image(image, config=config, calibration_only=calibration_only)
+    )
     for k, v in prep.timings_s.items():
         timer.seconds[k] = timer.seconds.get(k, 0.0) + v
     return prep
@@ -210,7 +254,7 @@ def image_stats(prep: PreparedImage, config: PipelineConfig) -> dict[str, Any]:
         "seeing_fwhm_arcsec": float(fwhm * _pixscale_arcsec(prep.image.wcs)),
         "sky_level": prep.sky.global_level,
         "sky_rms": prep.sky.global_rms,
-        "n_detected": len(det),
+        "n_detected": int(det.meta.get("n_detected", len(det))),
         "n_masked_pix": int(np.count_nonzero(prep.mask)),
         "provenance_id": config.provenance_id(),
         "version": photdb.__version__,

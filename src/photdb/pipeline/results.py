@@ -48,7 +48,8 @@ class ImageStats:
     sky_level, sky_rms : float
         Global Bijaoui sky and its noise, ADU.
     n_detected : int
-        Sources crowdsource detected on this image.
+        Sources crowdsource detected on this image (a search image with the fast
+        calibration detector: sep's detections above its threshold).
     n_masked_pix : int
         Pixels with any mask bit.
     provenance_id, version : str

@@ -65,7 +65,7 @@ def reduce_search(
     """
     timer = Timer()
     cfg = config
-    prep = prepared(image, cfg, timer)
+    prep = prepared(image, cfg, timer, calibration_only=True)
     image, det, psf = prep.image, prep.detections, prep.psf
     ref_ra, ref_dec = column(reference, "ra"), column(reference, "dec")
     ref_mag, ref_err = column(reference, "mag"), column(reference, "magerr")

@@ -23,6 +23,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "fitting",
         "image",
         "background",
+        "detection",
         "photometry",
         "astrometry",
         "matching",
