@@ -209,7 +209,9 @@ def bijaoui_sky(
         return -float(np.sum(counts * np.log(prob / prob.sum())))
 
     opts = {"xatol": 1e-4, "fatol": 1e-3}
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    # a trial point that gives a populated bin zero probability has an infinite NLL, which
+    # Nelder-Mead rejects: that log(0) is expected, not an error (same result as before)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         res = optimize.minimize(nll, p0, method="Nelder-Mead", options=opts)
         resg = optimize.minimize(nll_gauss, p0[:2], method="Nelder-Mead", options=opts)
     s, sig, a = res.x[0], np.exp(res.x[1]), np.exp(res.x[2])
