@@ -7,6 +7,7 @@ definitions can be read in one place.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 MAD = 1.482602218505602
 
@@ -105,3 +106,109 @@ def recovery(significance_per_star, thresholds, min_detections=2):
         hits = [int(np.sum(np.abs(s) >= n) >= min_detections) for s in significance_per_star]
         out[float(n)] = (sum(hits), len(hits))
     return out
+
+
+# --------------------------------------------------------------- issue 12 numbers
+
+
+def completeness(true_mag, found, bins):
+    """Fraction of true stars with a reference source, per true-magnitude bin:
+    ``{"lo-hi": [found, total]}``."""
+    out = {}
+    for lo, hi in bins:
+        w = (true_mag >= lo) & (true_mag < hi)
+        out[f"{lo:g}-{hi:g}"] = [int(np.sum(found[w])), int(w.sum())]
+    return out
+
+
+def clipped_rms(values, clip=3.0):
+    """rms of ``values`` (e.g. separations) and their rms after ``clip``-sigma clipping
+    about the median (1.4826 MAD), as a pair."""
+    v = np.asarray(values, float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    keep = np.abs(v - np.median(v)) <= clip * MAD * np.median(np.abs(v - np.median(v)))
+    return float(np.sqrt(np.mean(v**2))), float(np.sqrt(np.mean(v[keep] ** 2)))
+
+
+def clear_recall(true_sig_per_star, detections_per_star, min_sigma=20.0, min_epochs=2):
+    """Recall of clearly variable stars: those whose true change is >= ``min_sigma``
+    (true Δmag over the point's combined error) on >= ``min_epochs`` epochs, reported
+    (stored detections) on >= ``min_epochs`` epochs: ``[reported, eligible]``."""
+    eligible = [np.sum(np.abs(s) >= min_sigma) >= min_epochs for s in true_sig_per_star]
+    hit = [e and d >= min_epochs for e, d in zip(eligible, detections_per_star, strict=True)]
+    return [int(np.sum(hit)), int(np.sum(eligible))]
+
+
+def new_source_recovery(truth, added_ra, added_dec, ref_ra, ref_dec, ref_repeated, *,
+                        mag_limit=21.0, min_epochs=2, match_arcsec=1.0,
+                        edge_pix=12.0):  # fmt: skip
+    """New sources (transients) against truth.
+
+    A transient is *eligible* when it is brighter than ``mag_limit`` on at least
+    ``min_epochs`` search epochs, on the chip, ``edge_pix`` from its edges and not
+    within 3 pix of a defect. It is *blended* when a reference source lies within
+    ``match_arcsec`` (its light then goes to that source's forced fit). It is
+    *recovered* when an added source lies within ``match_arcsec``, or, blended, when
+    the reference source it falls on is a repeated variable (``ref_repeated``: at
+    least two variable detections). An added source is *real* when within
+    ``match_arcsec`` of a transient or a variable star, else *false* (a cosmic ray,
+    a trail, noise).
+
+    Returns
+    -------
+    dict
+        ``eligible, isolated, recovered_isolated, blended, recovered_blended,
+        recovery`` (all eligible), ``added, added_real, added_false`` and the
+        ``missed`` star ids.
+    """
+    ep, obs, stars = truth.epochs, truth.observations, truth.stars
+    cfg = truth.config
+    search = np.asarray(ep["exposure"])[~np.asarray(ep["is_reference"])]
+    kind = np.asarray(stars["kind"])[np.asarray(obs["star_id"])]
+    x, y = np.asarray(obs["x"], float), np.asarray(obs["y"], float)
+    ok = (kind == "transient") & np.isin(obs["exposure"], search) & np.asarray(obs["on_chip"])
+    ok &= ~np.asarray(obs["near_defect"]) & (np.asarray(obs["mag"], float) < mag_limit)
+    ok &= (x > edge_pix) & (x < cfg.nx - 1 - edge_pix) & (y > edge_pix)
+    ok &= y < cfg.ny - 1 - edge_pix
+    ids, n = np.unique(np.asarray(obs["star_id"])[ok], return_counts=True)
+    want = ids[n >= min_epochs]
+    dec0 = float(np.median(stars["dec"]))
+
+    def plane(ra, dec):
+        return np.c_[np.asarray(ra, float) * np.cos(np.radians(dec0)), np.asarray(dec, float)]
+
+    added = plane(added_ra, added_dec) * 3600.0
+    pos = {int(s): k for k, s in enumerate(stars["star_id"])}
+    rows = [pos[int(s)] for s in want]
+    true = plane(stars["ra"][rows], stars["dec"][rows]) * 3600.0
+    if len(added) and len(true):
+        d, _ = cKDTree(added).query(true)
+    else:
+        d = np.full(len(true), np.inf)
+    real = stars[np.asarray(stars["kind"]) != "constant"]
+    if len(added) and len(real):
+        da, _ = cKDTree(plane(real["ra"], real["dec"]) * 3600.0).query(added)
+    else:
+        da = np.full(len(added), np.inf)
+    blended = np.zeros(len(true), bool)
+    via_ref = np.zeros(len(true), bool)
+    if len(ref_ra) and len(true):
+        dr, k = cKDTree(plane(ref_ra, ref_dec) * 3600.0).query(true)
+        blended = dr <= match_arcsec
+        via_ref = blended & np.asarray(ref_repeated, bool)[k]
+    found = (d <= match_arcsec) | via_ref
+    rec = int(np.count_nonzero(found))
+    return {
+        "eligible": int(len(want)),
+        "isolated": int(np.count_nonzero(~blended)),
+        "recovered_isolated": int(np.count_nonzero(found & ~blended)),
+        "blended": int(np.count_nonzero(blended)),
+        "recovered_blended": int(np.count_nonzero(found & blended)),
+        "recovered": rec,
+        "recovery": rec / len(want) if len(want) else float("nan"),
+        "added": int(len(added)),
+        "added_real": int(np.count_nonzero(da <= match_arcsec)),
+        "added_false": int(np.count_nonzero(da > match_arcsec)),
+        "missed": [int(s) for s, f in zip(want, found, strict=True) if not f],
+    }

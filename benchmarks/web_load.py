@@ -219,8 +219,10 @@ def main() -> int:
         for c in cands[:5]:  # warm both workers' pools and caches
             httpx.get(f"{base}/lightcurve?refsource={c}", timeout=30)
         base_lat = baseline(base, cands, field, args.baseline)
-        log(f"server up on {base}; one client alone: " + ", ".join(
-            f"{k} p50 {pct(v, 50):.0f} ms" for k, v in base_lat.items()))
+        log(
+            f"server up on {base}; one client alone: "
+            + ", ".join(f"{k} p50 {pct(v, 50):.0f} ms" for k, v in base_lat.items())
+        )
         log(f"starting ingest + process and {args.clients} clients")
         ingest = subprocess.Popen([*photdb, "ingest", str(home / "simB")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -263,7 +265,10 @@ def main() -> int:
         }  # fmt: skip
         for kind, ms in base_lat.items():
             result[f"{kind}, one client, no writers"] = {
-                "n": len(ms), "p50_ms": round(pct(ms, 50), 1), "p99_ms": round(pct(ms, 99), 1)}
+                "n": len(ms),
+                "p50_ms": round(pct(ms, 50), 1),
+                "p99_ms": round(pct(ms, 99), 1),
+            }
         for kind, ms in out["latencies"].items():
             result[kind] = {"n": len(ms), "p50_ms": round(pct(ms, 50), 1),
                             "p90_ms": round(pct(ms, 90), 1), "p99_ms": round(pct(ms, 99), 1),

@@ -15,6 +15,7 @@ They are imported on first use, so ``import photdb`` stays light:
 * :func:`cone` -- objects or pipeline measurements around a position (``coord``
   SkyCoord column);
 * :func:`variable_candidates`, :func:`repeat_counts` -- the pipeline's candidates;
+  :func:`reference_outliers` -- stars whose reference, not the star, is off;
 * :func:`images` -- exposures and images with their audit columns and status;
 * :func:`export_lightcurve` -- AAVSO, CSV, ECSV, VOTable or Parquet bytes;
 * :func:`plot_lightcurve` -- the light-curve plot (PNG, SVG, PDF).
@@ -36,6 +37,7 @@ _LAZY = {
     "cone": "photdb.api",
     "variable_candidates": "photdb.api",
     "repeat_counts": "photdb.api",
+    "reference_outliers": "photdb.api",
     "images": "photdb.api",
     "load_differential_photometry": "photdb.api",
     "export_lightcurve": "photdb.export",

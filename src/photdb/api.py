@@ -11,6 +11,7 @@ role from the settings (environment, ``.env`` or the embedded cluster).
 * :func:`cone` -- objects (or pipeline measurements) around a position, a Table with a
   ``coord`` SkyCoord column;
 * :func:`variable_candidates` and :func:`repeat_counts` -- the pipeline's candidates;
+  :func:`reference_outliers` -- stars whose reference, not the star, differs;
 * :func:`images` -- exposures and their images with audit columns and status;
 * :func:`load_differential_photometry` -- ensemble differential photometry of a
   target, loaded into the archive with its comparison stars.
@@ -51,17 +52,19 @@ from photdb.archive.query import (
 from photdb.lightcurve import lightcurve_table, stack_lightcurves
 from photdb.settings import Settings
 from photdb.survey import browse, queries
-from photdb.survey.candidates import variable_candidates as _candidates
+from photdb.survey import candidates as _cands
 
 __all__ = [
     "as_coord",
     "as_radius",
     "cone",
     "connection",
+    "count_candidates",
     "get_lightcurve",
     "images",
     "fetch_lightcurve",
     "load_differential_photometry",
+    "reference_outliers",
     "repeat_counts",
     "variable_candidates",
 ]
@@ -326,6 +329,9 @@ def variable_candidates(
     filter: str | None = None,
     min_repeats: int = 2,
     limit: int | None = 50,
+    mag_range: tuple[float | None, float | None] = (None, None),
+    position: SkyCoord | str | tuple | None = None,
+    radius: u.Quantity | str | float | None = None,
     conn: psycopg.Connection | None = None,
     settings: Settings | None = None,
 ) -> Table:
@@ -333,15 +339,68 @@ def variable_candidates(
 
     Columns of :data:`photdb.survey.candidates.CANDIDATE_COLUMNS` (``refsource_id,
     filter, ra, dec, ref_mag, ndet, n_epochs, chi2nu, amplitude, max_significance,
-    epochs, dmag_median``), ``ra``/``dec`` in deg and magnitudes in mag.
+    epochs, dmag_median, mean_mag, eta, stetson_j``), ``ra``/``dec`` in deg and
+    magnitudes in mag. Read from the per-source statistics (``galrefstats``), so it
+    takes the same time on any survey size; reference outliers are not candidates
+    (:func:`reference_outliers`). ``mag_range`` limits the reference magnitude,
+    ``position`` and ``radius`` (default 60″) the sky area.
     """
     with connection(conn, settings) as c:
-        t = _candidates(c, filter=filter, min_repeats=min_repeats, limit=limit)
+        t = _cands.variable_candidates(c, filter=filter, min_repeats=min_repeats, limit=limit,
+                                       mag_min=mag_range[0], mag_max=mag_range[1],
+                                       cone=_cone(position, radius))  # fmt: skip
     for name, unit in (("ra", u.deg), ("dec", u.deg), ("ref_mag", u.mag), ("amplitude", u.mag),
-                       ("dmag_median", u.mag)):  # fmt: skip
+                       ("dmag_median", u.mag), ("mean_mag", u.mag)):  # fmt: skip
         t[name].unit = unit
     t.add_column(SkyCoord(np.asarray(t["ra"], float), np.asarray(t["dec"], float), unit="deg"),
                  name="coord", index=1)  # fmt: skip
+    return t
+
+
+def count_candidates(
+    *,
+    filter: str | None = None,
+    min_repeats: int = 2,
+    mag_range: tuple[float | None, float | None] = (None, None),
+    position: SkyCoord | str | tuple | None = None,
+    radius: u.Quantity | str | float | None = None,
+    conn: psycopg.Connection | None = None,
+    settings: Settings | None = None,
+) -> int:
+    """How many candidates :func:`variable_candidates` gives with these filters and no limit."""
+    with connection(conn, settings) as c:
+        return _cands.count_candidates(c, filter=filter, min_repeats=min_repeats,
+                                       mag_min=mag_range[0], mag_max=mag_range[1],
+                                       cone=_cone(position, radius))  # fmt: skip
+
+
+def _cone(position, radius) -> tuple[float, float, float] | None:
+    if position is None:
+        return None
+    c0 = as_coord(position).icrs
+    r = as_radius(radius, 60 * u.arcsec)
+    return float(c0.ra.deg), float(c0.dec.deg), float(r.to_value(u.arcsec))
+
+
+def reference_outliers(
+    *,
+    filter: str | None = None,
+    limit: int | None = 50,
+    conn: psycopg.Connection | None = None,
+    settings: Settings | None = None,
+) -> Table:
+    """Stars whose search epochs agree with each other and all differ from the reference.
+
+    Columns of :data:`photdb.survey.candidates.OUTLIER_COLUMNS` (``ref_offset``: the
+    weighted mean of search minus reference, mag; ``ref_offset_sigma``: its
+    significance), most significant first. They are never variable candidates.
+    """
+    with connection(conn, settings) as c:
+        t = _cands.reference_outliers(c, filter=filter, limit=limit)
+    for name in ("ref_mag", "ref_magerr", "mean_mag", "ref_offset"):
+        t[name].unit = u.mag
+    for name in ("ra", "dec"):
+        t[name].unit = u.deg
     return t
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "fit_magnitude_error_scale",
     "fit_zero_point",
     "rescale_errors",
+    "surface_uncertainty",
 ]
 
 
@@ -72,12 +73,19 @@ class CalibrationConfig:
     max_iter : int
         Maximum fit-and-clip iterations. Default 10.
     min_stars : int
-        Fewer usable stars raise ``ValueError``. Default 50.
+        Fewest usable stars of the stages that need a well-sampled image (the flux
+        pedestal, the absolute calibration); they are skipped below it. Default 50.
     min_stars_per_term : float
-        The surface's order is lowered (4, 3, ...) until the calibration stars number
-        at least this many per fitted term, so a sparse or tiny image still gets a
-        well-determined surface; the coefficients stored show the order used.
-        Default 3.0 (order 4 with 25 terms needs 75 stars).
+        The surface's order is lowered (4, 3, ... down to 0, a constant) until the
+        calibration stars that *survive the clipping* number at least this many per
+        fitted term, so a sparse or tiny image still gets a well-determined
+        correction; :attr:`CalibrationResult.order` records the order used. Default
+        3.0 (order 4 with 25 terms needs 75 stars, order 2 27, a constant 3).
+    min_stars_constant : int
+        Fewest usable calibration stars for any calibration (a constant; the
+        constant then needs ``min_stars_per_term`` of them to survive its clipping,
+        a surface at least this many): fewer raise ``ValueError`` naming the count,
+        the only way an image fails calibration. Default 10.
     fit_mag_range : tuple of float or None
         ``(bright, faint)`` reference-magnitude limits of the stars used for the
         fits (exclude saturated and faint stars). Default None (no cut).
@@ -117,6 +125,7 @@ class CalibrationConfig:
     max_iter: int = 10
     min_stars: int = 50
     min_stars_per_term: float = 3.0
+    min_stars_constant: int = 10
     fit_mag_range: tuple[float, float] | None = None
     max_fit_magerr: float = 0.05
     error_floor_mag: float = 0.01
@@ -175,10 +184,63 @@ def affordable_order(n_stars: int, config: CalibrationConfig = CalibrationConfig
     """Highest order <= ``config.chebyshev_order`` with ``config.min_stars_per_term``
     stars per term of the surface (0 at least)."""
     order = config.chebyshev_order
-    per_term = config.min_stars_per_term
-    while order > 0 and n_stars < per_term * chebyshev_terms(order, config.total_degree).sum():
+    while order > 0 and n_stars < _stars_needed(order, config):
         order -= 1
     return order
+
+
+def _stars_needed(order: int, config: CalibrationConfig) -> int:
+    """Stars an order-``order`` surface needs after clipping: the per-term rule and two
+    more than the terms; a surface (order >= 1) also ``min_stars_constant``."""
+    n_terms = int(chebyshev_terms(order, config.total_degree).sum())
+    need = max(int(np.ceil(config.min_stars_per_term * n_terms)), n_terms + 2)
+    return need if order == 0 else max(need, config.min_stars_constant)
+
+
+def _fit_affordable_surface(x, y, dmag, err, shape, config):
+    """:func:`fit_delta_mag_surface` at the highest order the clipped stars support.
+
+    Starts at :func:`affordable_order` of the usable stars and lowers the order
+    while the stars surviving the clipping are fewer than the order needs (a
+    constant at the end); the ValueError of the constant is the image's failure.
+    """
+    order = affordable_order(int(np.isfinite(dmag).sum()), config)
+    while True:
+        try:
+            return fit_delta_mag_surface(
+                x, y, dmag, err, shape=shape, config=replace(config, chebyshev_order=order)
+            )
+        except ValueError as exc:
+            if order == 0:
+                raise ValueError(
+                    f"no photometric calibration possible: {exc} (a constant zero point"
+                    f" needs {_stars_needed(0, config)} stars after clipping)"
+                ) from None
+            order -= 1
+
+
+def surface_uncertainty(
+    surface: ChebyshevSurface,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    err_fit: np.ndarray,
+    chi2nu: float,
+    total_degree: bool = False,
+) -> np.ndarray:
+    """1σ uncertainty of the fitted Δmag surface at ``(x, y)``, mag.
+
+    ``sqrt(v C vᵀ)`` with ``C = (Aᵀ W A)⁻¹ max(χ²/ν, 1)`` the covariance of the
+    weighted fit over the stars it used (``x_fit, y_fit, err_fit``) and ``v`` the
+    terms at each position: the error every corrected magnitude inherits from
+    the correction (a few mmag with a few dozen stars, negligible with thousands).
+    """
+    tmask = chebyshev_terms(surface.order, total_degree).ravel()
+    a = surface.vander(x_fit, y_fit)[:, tmask] / np.asarray(err_fit, float)[:, None]
+    cov = np.linalg.pinv(a.T @ a) * max(float(chi2nu), 1.0)
+    v = surface.vander(x, y)[:, tmask]
+    return np.sqrt(np.clip(np.einsum("ij,jk,ik->i", v, cov, v), 0.0, None))
 
 
 def fit_delta_mag_surface(
@@ -223,9 +285,10 @@ def fit_delta_mag_surface(
     x, y = np.asarray(x, float), np.asarray(y, float)
     dmag, err = np.asarray(dmag, float), np.asarray(dmag_err, float)
     good = np.isfinite(x) & np.isfinite(y) & np.isfinite(dmag) & np.isfinite(err) & (err > 0)
-    if good.sum() < config.min_stars:
-        raise ValueError(f"{int(good.sum())} usable stars < min_stars={config.min_stars}")
     order = config.chebyshev_order
+    need = _stars_needed(order, config)
+    if good.sum() < need:
+        raise ValueError(f"{int(good.sum())} usable stars < {need} for order {order}")
     tmask = chebyshev_terms(order, config.total_degree)
     proto = ChebyshevSurface(np.zeros((order + 1, order + 1)), tuple(shape))
     vander = proto.vander(x[good], y[good])[:, tmask.ravel()]
@@ -234,7 +297,7 @@ def fit_delta_mag_surface(
     keep = np.abs(norm - np.median(norm)) <= config.clip_sigma * max(robust_sigma(norm), 1e-12)
     sol, keep = fit_clipped_lstsq(
         vander, d, e, keep, clip_sigma=config.clip_sigma, max_iter=config.max_iter,
-        min_rows=max(config.min_stars, vander.shape[1] + 2), what="the surface fit",
+        min_rows=need, what=f"the order-{order} surface fit",
     )  # fmt: skip
     coeffs = np.zeros((order + 1, order + 1))
     coeffs[tmask] = sol
@@ -272,6 +335,12 @@ class CalibrationResult:
         (:meth:`~photdb.uncertainty.MagErrorScale.to_dict`; empty lists: none).
     blend_error_mag : float
         ``ε`` of the blending term, mag per unit ``1 / fracflux - 1`` (0: none).
+    order : int
+        Order of the Δmag surface used (lower than configured when the clipped
+        calibration stars could not support it; 0: a constant).
+    surface_err_mag : float
+        Median 1σ uncertainty of the correction over the fit stars, mag (added in
+        quadrature to every ``magerr``, see :func:`surface_uncertainty`).
     """
 
     zp: float
@@ -285,6 +354,8 @@ class CalibrationResult:
     error_floor_mag: float
     mag_error_scale: dict
     blend_error_mag: float = 0.0
+    order: int = 4
+    surface_err_mag: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain dict (``json.dumps``-able)."""
@@ -332,7 +403,8 @@ def calibrate_search_catalog(
         Copy of ``table`` plus ``mag`` (corrected), ``magerr_raw`` (the input
         uncertainty), ``magerr`` (floored, multiplied by the χ²/ν factor and the
         per-magnitude factor, the blending term added in quadrature),
-        ``dmag_corr`` (zp + surface applied, mag) and ``calib_used`` (star in the
+        ``dmag_corr`` (zp + surface applied, mag), ``dmag_corr_err`` (its
+        uncertainty, included in ``magerr``) and ``calib_used`` (star in the
         final fit). Rows with ``flux <= 0`` get NaN magnitudes and errors.
     result : CalibrationResult
 
@@ -342,8 +414,11 @@ def calibrate_search_catalog(
     of the residuals with weights from ``σ_comp² = σ_search,floored² + σ_ref²``
     (:func:`fit_delta_mag_surface`); correction applied to all rows; χ²/ν factor
     from the clipped fit stars with ``1 + n_terms`` fitted parameters
-    (:func:`rescale_errors`); then, with ``mag_error_scale``, the per-magnitude
-    factor over the unblended rows (:func:`fit_magnitude_error_scale`), and with
+    (:func:`rescale_errors`); the surface's order is lowered (down to a constant)
+    while the clipped stars cannot support it, and its own uncertainty
+    (:func:`surface_uncertainty`) is added in quadrature at the end; then, with
+    ``mag_error_scale``, the per-magnitude factor over the unblended rows
+    (:func:`fit_magnitude_error_scale`), and with
     ``blend_error`` the blending term (:func:`fit_blend_error`).
     """
     if len(table) != len(ref_table):
@@ -360,25 +435,22 @@ def calibrate_search_catalog(
     sel &= np.isfinite(eref) & (err_inst <= cfg.max_fit_magerr) & (eref <= cfg.max_fit_magerr)
     if cfg.fit_mag_range is not None:
         sel &= (mref >= cfg.fit_mag_range[0]) & (mref <= cfg.fit_mag_range[1])
-    if sel.sum() < cfg.min_stars:
-        raise ValueError(f"{int(sel.sum())} calibration stars < min_stars={cfg.min_stars}")
+    if sel.sum() < cfg.min_stars_constant:
+        raise ValueError(
+            f"no photometric calibration possible: {int(sel.sum())} calibration stars"
+            f" (errors <= {cfg.max_fit_magerr} mag) < {cfg.min_stars_constant}"
+        )
 
     zp, zp_scatter, _ = fit_zero_point(
         mag_inst[sel], mref[sel], clip_sigma=cfg.clip_sigma, max_iter=cfg.max_iter
     )
-    order = affordable_order(int(sel.sum()), cfg)
-    fit_cfg = replace(cfg, chebyshev_order=order)
     floored = apply_error_floor(err_inst, floor=cfg.error_floor_mag, mode=cfg.floor_mode)
     comp_err = np.hypot(floored, eref)
     idx = np.flatnonzero(sel)
-    surface, used_sub = fit_delta_mag_surface(
-        x[idx],
-        y[idx],
-        mref[idx] - (mag_inst[idx] + zp),
-        comp_err[idx],
-        shape=shape,
-        config=fit_cfg,
+    surface, used_sub = _fit_affordable_surface(
+        x[idx], y[idx], mref[idx] - (mag_inst[idx] + zp), comp_err[idx], shape, cfg
     )
+    order = surface.order
     used = np.zeros(len(table), dtype=bool)
     used[idx[used_sub]] = True
 
@@ -386,6 +458,10 @@ def calibrate_search_catalog(
     mag = mag_inst + corr
     n_terms = int(chebyshev_terms(order, cfg.total_degree).sum())
     resid = mref[used] - mag[used]
+    chi2nu_fit = float(np.sum((resid / comp_err[used]) ** 2) / max(used.sum() - n_terms, 1))
+    surf_err = surface_uncertainty(
+        surface, x, y, x[used], y[used], comp_err[used], chi2nu_fit, cfg.total_degree
+    )
     scale = rescale_errors(
         resid,
         err_inst[used],
@@ -413,11 +489,13 @@ def calibrate_search_catalog(
     if cfg.blend_error and blended.any():
         eps = fit_blend_error(m_all - mag, magerr, e_all, blended)
         magerr = np.hypot(magerr, eps * blended)
+    magerr = np.hypot(magerr, surf_err)  # the correction's own uncertainty
     out = table.copy()
     out["mag"] = Column(mag, unit="mag", description="calibrated to the reference")
     out["magerr_raw"] = Column(err_inst, unit="mag", description="input uncertainty")
     out["magerr"] = Column(magerr, unit="mag", description="floored, rescaled")
     out["dmag_corr"] = Column(corr, unit="mag", description="zero point + surface added")
+    out["dmag_corr_err"] = Column(surf_err, unit="mag", description="its 1 sigma, in magerr")
     out["calib_used"] = Column(used, description="used in the final surface fit")
     result = CalibrationResult(
         zp=zp,
@@ -431,5 +509,7 @@ def calibrate_search_catalog(
         error_floor_mag=cfg.error_floor_mag,
         mag_error_scale=mscale.to_dict(),
         blend_error_mag=eps,
+        order=order,
+        surface_err_mag=float(np.median(surf_err[used])),
     )
     return out, result

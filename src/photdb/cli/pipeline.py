@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from photdb.cli.app import app, console, err_console
-from photdb.cli.present import candidates_table, repeat_table
+from photdb.cli.present import candidates_table, outliers_table, repeat_table
 from photdb.errors import PhotdbError
 from photdb.settings import load_settings
 
@@ -84,8 +84,9 @@ def process_cmd(
     astrometric_catalog: Path | None = typer.Option(
         None,
         "--astrometric-catalog",
-        help="Catalogue (ra, dec \\[deg], mag) that reference WCSs are tied to, e.g. Gaia; "
-        "makes positions absolute and consistent across filters.",
+        help="Catalogue (ra, dec \\[deg], mag) that reference WCSs are tied to, e.g. Gaia DR3 as "
+        "the archive delivers it (pmra, pmdec, ref_epoch: positions moved to each image's "
+        "epoch); makes positions absolute and consistent across filters.",
     ),
     nsigma: float | None = typer.Option(
         None,
@@ -165,7 +166,11 @@ def variables(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print counts and candidates as JSON."),
 ) -> None:
-    """Repeat counts (the notebook's first query) and variable candidates, worst first.
+    """Repeat counts (the notebook's first query), then variable candidates, worst first.
+
+    Reference outliers are listed apart: stars whose search epochs agree with each other
+    but not with the reference (the reference is off, not the star).
+    New sources added to the reference after it was made (transients) are marked "new".
 
     Examples: photdb variables --min-repeats 2 --cross-filter ·
     photdb variables -f g_decam --json > candidates.json ·
@@ -173,9 +178,10 @@ def variables(
     """
     import astropy.units as u
 
-    from photdb.api import repeat_counts, variable_candidates
+    from photdb.api import reference_outliers, repeat_counts, variable_candidates
     from photdb.archive.query import parse_radius
     from photdb.db import connect
+    from photdb.survey.candidates import stats_missing
     from photdb.survey.queries import cross_filter_matches
 
     r = parse_radius(radius).to_value(u.arcsec)
@@ -183,29 +189,59 @@ def variables(
         counts = repeat_counts(filter=filter, conn=conn)
         cands = variable_candidates(filter=filter, min_repeats=min_repeats, limit=limit,
                                     conn=conn)  # fmt: skip
+        outliers = reference_outliers(filter=filter, limit=limit, conn=conn)
         matches = cross_filter_matches(conn, cands, radius_arcsec=r) if cross_filter else None
+        missing = stats_missing(conn)
+    if missing:
+        err_console.print("[yellow]warning:[/] no variability statistics yet for images "
+                          "processed before this version: run  photdb stats rebuild",
+                          highlight=False)  # fmt: skip
     cands.remove_column("coord")
     if as_json:
         import json
 
         from photdb.cli.present import _jsonable
 
-        doc = {"repeat_counts": [dict(zip(counts.colnames, map(_jsonable, row), strict=True))
-                                 for row in counts],
-               "candidates": [dict(zip(cands.colnames, map(_jsonable, row), strict=True))
-                              for row in cands]}  # fmt: skip
+        def rows(t):
+            return [dict(zip(t.colnames, map(_jsonable, row), strict=True)) for row in t]
+
+        doc = {"repeat_counts": rows(counts), "candidates": rows(cands),
+               "reference_outliers": rows(outliers)}  # fmt: skip
         if matches is not None:
-            doc["cross_filter"] = [dict(zip(matches.colnames, map(_jsonable, row), strict=True))
-                                   for row in matches]  # fmt: skip
+            doc["cross_filter"] = rows(matches)
         print(json.dumps(doc, indent=1))
         return
     console.print(repeat_table(counts))
     if len(cands) == 0:
         console.print(f"no candidates with at least {min_repeats} detections")
-        return
-    console.print(candidates_table(cands, matches))
-    console.print(f"light curve of one: photdb lightcurve --refsource {cands['refsource_id'][0]}",
-                  highlight=False)  # fmt: skip
+    else:
+        console.print(candidates_table(cands, matches))
+        console.print(f"light curve of one: photdb lightcurve --refsource "
+                      f"{cands['refsource_id'][0]}", highlight=False)  # fmt: skip
+    if len(outliers):
+        console.print(outliers_table(outliers))
+
+
+stats_app = typer.Typer(help="Variability statistics per reference source (galrefstats).",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(stats_app, name="stats")
+
+
+@stats_app.command("rebuild")
+def stats_rebuild() -> None:
+    """Recompute the variability statistics of every reference source from its measurements.
+
+    They are kept up to date as images are processed; rebuild once on a database that
+    processed images before they existed, and after deleting exposures.
+
+    Example: photdb stats rebuild
+    """
+    from photdb.db import connect
+    from photdb.survey.refstats import rebuild
+
+    with connect("writer", load_settings()) as conn:
+        n = rebuild(conn)
+    console.print(f"statistics of {n} reference source(s) rebuilt")
 
 
 @app.command("demo")

@@ -14,7 +14,14 @@ from photdb.bands import band_family
 from photdb.cli.app import console
 from photdb.lightcurve import band_label
 
-__all__ = ["candidates_table", "is_empty", "print_json", "repeat_table", "show_table"]
+__all__ = [
+    "candidates_table",
+    "is_empty",
+    "outliers_table",
+    "print_json",
+    "repeat_table",
+    "show_table",
+]
 
 
 def repeat_table(counts) -> RichTable:
@@ -44,9 +51,11 @@ def candidates_table(cands, matches=None) -> RichTable:
     if matches is not None:
         t.add_column("other filters", min_width=12)
     for r in cands:
-        row = [str(r["refsource_id"]), band_label(str(r["filter"])), f"{r['ra']:.5f}",
-               f"{r['dec']:.5f}",
-               f"{r['ref_mag']:.2f}", str(r["ndet"]), f"{r['chi2nu']:.1f}",
+        new = "added" in cands.colnames and bool(r["added"])  # a new source (transient)
+        ref_mag = f"{r['ref_mag']:.2f}" if np.isfinite(r["ref_mag"]) else "-"
+        row = [str(r["refsource_id"]) + (" new" if new else ""), band_label(str(r["filter"])),
+               f"{r['ra']:.5f}", f"{r['dec']:.5f}",
+               ref_mag, str(r["ndet"]), f"{r['chi2nu']:.1f}",
                f"{r['amplitude']:.2f}", _epoch_span(r["epochs"])]  # fmt: skip
         if matches is not None:
             sel = matches[matches["refsource_id"] == r["refsource_id"]]
@@ -54,6 +63,20 @@ def candidates_table(cands, matches=None) -> RichTable:
                                 f"({m['match_ndet']})"
                                 for m in sel) or "-")  # fmt: skip
         t.add_row(*row)
+    return t
+
+
+def outliers_table(outliers) -> RichTable:
+    """Reference outliers: the reference is off, not the star (never variable candidates)."""
+    t = RichTable(title="reference outliers (search epochs agree, the reference differs)")
+    for name in ("refid", "filter", "ra", "dec", "ref mag", "search mean", "offset", "σ",
+                 "epochs", "#dets"):  # fmt: skip
+        t.add_column(name, justify="left" if name == "filter" else "right", no_wrap=True)
+    for r in outliers:
+        t.add_row(str(r["refsource_id"]), band_label(str(r["filter"])), f"{r['ra']:.5f}",
+                  f"{r['dec']:.5f}", f"{r['ref_mag']:.3f}", f"{r['mean_mag']:.3f}",
+                  f"{r['ref_offset']:+.3f}", f"{r['ref_offset_sigma']:.1f}",
+                  str(r["n_epochs"]), str(r["n_det"]))  # fmt: skip
     return t
 
 

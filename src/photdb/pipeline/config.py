@@ -36,6 +36,7 @@ from photdb.calibration import CalibrationConfig
 from photdb.detection import DetectionConfig
 from photdb.errors import ConfigError
 from photdb.image import MaskConfig
+from photdb.newsources import NewSourceConfig
 from photdb.photometry import PhotometryConfig
 from photdb.stack import StackConfig
 from photdb.variability import VariabilityConfig
@@ -188,6 +189,9 @@ class PipelineConfig:
         Stacked references.
     selection : SelectionConfig
         Which stars enter the fits, forced-position edge, gain fallback.
+    newsources : NewSourceConfig
+        The search for new sources (transients) in the forced fit's residual, and
+        when the survey adds them to the reference catalogue.
     nominal_zp : dict of str to float
         Approximate zero point per band (mag for 1 ADU total in a ``nominal_exptime_s``
         exposure), used when the header has no MAGZERO/MAGZPT; see :data:`NOMINAL_ZP`.
@@ -201,7 +205,10 @@ class PipelineConfig:
         agree across filters (the cross-filter match needs that); without it the
         reference positions inherit the header WCS error. Columns ``mag_<band>`` (and
         ``mag_<band>_err``), when present, also calibrate the references
-        photometrically (``selection.reference_photometry``).
+        photometrically (``selection.reference_photometry``). Gaia DR3's columns as
+        the archive delivers them are accepted (``phot_g_mean_mag`` as ``mag``); rows
+        with ``pmra``, ``pmdec`` are moved from ``ref_epoch`` to each image's epoch
+        (:mod:`photdb.propermotion`).
     """
 
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -215,6 +222,7 @@ class PipelineConfig:
     variability: VariabilityConfig = field(default_factory=VariabilityConfig)
     stack: StackConfig = field(default_factory=StackConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    newsources: NewSourceConfig = field(default_factory=NewSourceConfig)
     nominal_zp: dict[str, float] = field(default_factory=lambda: dict(NOMINAL_ZP))
     nominal_exptime_s: float = 90.0
     astrometric_catalog: str | None = None

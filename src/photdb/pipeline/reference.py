@@ -32,6 +32,7 @@ from photdb.pipeline.prepare import (
     zero_point,
 )
 from photdb.pipeline.results import ReferenceResult, ReferenceStats
+from photdb.propermotion import attach_proper_motions, catalog_at_epoch, epoch_of_header
 
 __all__ = ["reduce_reference", "reference_table"]
 
@@ -81,9 +82,15 @@ def reduce_reference(
     astrometric_reference : astropy.table.Table, optional
         Absolute positions (``ra``, ``dec`` in degrees, optional ``mag``) the image's
         WCS is refined against before the catalogue's sky positions are computed
-        (see ``PipelineConfig.astrometric_catalog``). When it also has a
+        (see ``PipelineConfig.astrometric_catalog``), Gaia DR3's columns accepted:
+        rows with ``pmra``/``pmdec`` are first moved from their ``ref_epoch`` to the
+        image's (header ``MJD-OBS``/``DATE-OBS`` + half ``EXPTIME``;
+        :func:`photdb.propermotion.catalog_at_epoch`). When it also has a
         ``mag_<band>`` column for this image's band, the catalogue is put on that
         photometric system, flat across the chip (:func:`photdb.absolute.flatten_reference`).
+        The catalogue gets the proper motions of its counterparts (``pmra``,
+        ``pmdec``, ``pm_epoch_mjd``: :func:`photdb.propermotion.attach_proper_motions`),
+        with which a search image forces each star where it is at its own epoch.
 
     Returns
     -------
@@ -96,13 +103,17 @@ def reduce_reference(
     timer = Timer()
     prep = prepared(image, config, timer)
     image, det = prep.image, prep.detections
-    wcs, astrom = image.wcs, {}
+    wcs, astrom, epoch = image.wcs, {}, None
     if astrometric_reference is not None:
-        with timer("astrometry"):
+        with timer("astrometry"):  # proper motions (if any) to the image's epoch
+            epoch = epoch_of_header(image.header)
+            astrometric_reference = catalog_at_epoch(astrometric_reference, epoch)
             wcs, astrom = _tie_to_catalog(det, wcs, astrometric_reference, config)
     with timer("catalog"):
         zp, zp_source = zero_point(image, config, band)
         cat = reference_table(det, wcs, zp)
+        if astrometric_reference is not None and epoch is not None:
+            cat = attach_proper_motions(cat, astrometric_reference, epoch)
     phot: dict[str, Any] | None = None
     col = photometric_column(astrometric_reference, band, image.header)
     if col is not None and config.selection.reference_photometry:

@@ -17,6 +17,7 @@ from astropy.wcs import WCS
 
 from photdb.astrometry import AstrometrySolution
 from photdb.calibration import CalibrationResult
+from photdb.newsources import Trail
 
 __all__ = ["ImageStats", "ReferenceResult", "ReferenceStats", "SearchResult", "SearchStats"]
 
@@ -132,6 +133,15 @@ class SearchStats(ImageStats):
         The calibration (see :class:`~photdb.calibration.CalibrationResult`).
     calib_n_fit : int
     calib_residual_rms_mag : float
+    calib_order : int
+        Order of the Δmag surface used (0: a constant; lower than configured on
+        sparse images).
+    calib_surface_err_mag : float
+        Median uncertainty of the correction, mag (in every ``magerr``).
+    n_new_candidates : int
+        New-source candidates found in the forced fit's residual.
+    trails : tuple of photdb.newsources.Trail
+        Satellite trails found (and masked) in the residual.
     """
 
     n_forced: int
@@ -151,6 +161,10 @@ class SearchStats(ImageStats):
     error_factor: float
     calib_n_fit: int
     calib_residual_rms_mag: float
+    calib_order: int = 4
+    calib_surface_err_mag: float = 0.0
+    n_new_candidates: int = 0
+    trails: tuple[Trail, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,12 +202,18 @@ class SearchResult:
         ``mag`` (corrected; NaN if flux <= 0), ``magerr`` (floor, then χ²/ν factor),
         ``magerr_raw``, ``mag_inst``, ``qf, rchi2, fracflux, flags``,
         ``significance`` ((mag - ref mag) / combined error), ``is_variable``,
-        ``ref_mag, ref_magerr``, ``dmag_corr`` (zp + surface added), ``calib_used``.
+        ``ref_mag, ref_magerr``, ``dmag_corr`` (zp + surface added), ``calib_used``,
+        ``added`` (an added new source, compared with the reference in flux: its
+        reference catalogue row carries ``ref_flux, ref_dflux``).
     wcs : astropy.wcs.WCS
         The refined WCS.
     calibration : photdb.calibration.CalibrationResult
     astrometry : photdb.astrometry.AstrometrySolution
     stats : SearchStats
+    new_sources : astropy.table.Table
+        Candidate new sources in the forced fit's residual that match no reference
+        source (:func:`photdb.newsources.find_new_sources`): ``x, y, ra, dec, flux,
+        dflux, mag, magerr`` (calibrated like the catalogue), ``snr, sharpness``.
     """
 
     catalog: Table
@@ -201,3 +221,4 @@ class SearchResult:
     calibration: CalibrationResult
     astrometry: AstrometrySolution
     stats: SearchStats
+    new_sources: Table = field(default_factory=Table)

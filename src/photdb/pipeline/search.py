@@ -18,6 +18,7 @@ from photdb.astrometry import refine_wcs
 from photdb.calibration import calibrate_search_catalog, fit_zero_point
 from photdb.fitting import MAG_PER_FLUX_FRACTION, flux_to_mag
 from photdb.image import Image
+from photdb.newsources import find_new_sources, flux_significance
 from photdb.pedestal import PedestalFit, fit_flux_pedestal
 from photdb.photometry import measure_forced
 from photdb.pipeline.config import PipelineConfig
@@ -30,6 +31,7 @@ from photdb.pipeline.prepare import (
     prepared,
 )
 from photdb.pipeline.results import SearchResult, SearchStats
+from photdb.propermotion import epoch_of_header, positions_at_epoch
 from photdb.variability import detect_variables
 
 __all__ = ["reduce_search"]
@@ -49,7 +51,9 @@ def reduce_search(
         Search image (ADU, sky not subtracted), header WCS good to ~arcsec.
     reference : astropy.table.Table
         Reference catalogue of the same filter with at least ``ra, dec, mag, magerr``
-        (e.g. ``ReferenceResult.catalog``, or the stored catalogue); ``qf``,
+        (e.g. ``ReferenceResult.catalog``, or the stored catalogue); with ``pmra``,
+        ``pmdec``, ``pm_epoch_mjd`` (:func:`photdb.propermotion.attach_proper_motions`)
+        its positions are moved to this image's epoch first; ``qf``,
         ``fracflux`` and ``flags`` are used, when present, to choose the
         calibration stars.
     config : PipelineConfig
@@ -67,16 +71,18 @@ def reduce_search(
     cfg = config
     prep = prepared(image, cfg, timer, calibration_only=True)
     image, det, psf = prep.image, prep.detections, prep.psf
-    ref_ra, ref_dec = column(reference, "ra"), column(reference, "dec")
+    # reference positions at this image's epoch (when the reference carries proper motions)
+    ref_ra, ref_dec = positions_at_epoch(reference, epoch_of_header(image.header))
     ref_mag, ref_err = column(reference, "mag"), column(reference, "magerr")
+    measured = np.flatnonzero(np.isfinite(ref_mag))  # added new sources may have no mag
     with timer("astrometry"):
         sol = refine_wcs(
-            image.wcs, column(det, "x"), column(det, "y"), ref_ra, ref_dec,
-            mag=column(det, "mag_inst"), ref_mag=ref_mag, config=cfg.astrometry,
+            image.wcs, column(det, "x"), column(det, "y"), ref_ra[measured], ref_dec[measured],
+            mag=column(det, "mag_inst"), ref_mag=ref_mag[measured], config=cfg.astrometry,
         )  # fmt: skip
         zp_approx, zp_scatter, _ = fit_zero_point(
             column(det, "mag_inst")[sol.matched_det],
-            ref_mag[sol.matched_ref],
+            ref_mag[measured][sol.matched_ref],
             clip_sigma=cfg.calibration.clip_sigma,
         )
     with timer("forced"):
@@ -87,6 +93,13 @@ def reduce_search(
             config=cfg.photometry,
         )  # fmt: skip
         forced["x"], forced["y"] = xr[rows], yr[rows]
+    cands, trails = None, []
+    if cfg.newsources.enabled:
+        with timer("newsources"):
+            cands, trails = find_new_sources(
+                prep.data, forced, variance=prep.variance, mask=prep.mask, psf=psf,
+                fwhm_pix=_fwhm(prep, cfg), photometry=cfg.photometry, config=cfg.newsources,
+            )  # fmt: skip
     with timer("calibration"):
         fit_ref = fit_reference(reference[rows], forced, cfg.selection)
         ped = None
@@ -106,9 +119,18 @@ def reduce_search(
             column(cal, "mag"), column(cal, "magerr"), ref_mag[rows], ref_err[rows],
             config=cfg.variability,
         )  # fmt: skip
+        added = np.zeros(len(rows), bool)
+        if "ref_flux" in reference.colnames:  # added sources: compared in flux
+            added = np.isfinite(column(reference, "ref_flux")[rows])
+            sig_added = _added_significance(cal, calres, reference, rows, cfg)
+            signif = np.where(added, sig_added, signif)
+            is_var = np.where(added, np.abs(np.nan_to_num(sig_added)) >= cfg.variability.nsigma,
+                              is_var)  # fmt: skip
         near_edge = _near_edge(xr[rows], yr[rows], prep.data.shape, reference, rows, cfg)
         is_var &= ~near_edge
         catalog = _search_table(cal, rows, ref_ra, ref_dec, ref_mag, ref_err, is_var, signif)
+        catalog["added"] = added
+        new_sources = _new_source_table(cands, sol.wcs, calres)
     stats = SearchStats(
         **image_stats(prep, cfg),
         n_forced=len(catalog),
@@ -128,9 +150,52 @@ def reduce_search(
         error_factor=calres.error_factor,
         calib_n_fit=calres.n_fit,
         calib_residual_rms_mag=calres.residual_rms_mag,
+        calib_order=calres.order,
+        calib_surface_err_mag=calres.surface_err_mag,
+        n_new_candidates=len(new_sources),
+        trails=tuple(trails),
         timings_s=timer.as_dict(),
     )
-    return SearchResult(catalog, sol.wcs, calres, sol, stats)
+    return SearchResult(catalog, sol.wcs, calres, sol, stats, new_sources)
+
+
+def _fwhm(prep: PreparedImage, cfg: PipelineConfig) -> float:
+    fwhm = prep.fwhm_pix
+    return float(fwhm) if np.isfinite(fwhm) else cfg.photometry.fwhm_default
+
+
+def _calibrated_scale(calres, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Factor from ADU to calibrated flux (``10**(-0.4 mag)``) at pixel positions."""
+    return 10.0 ** (-0.4 * (calres.zp + calres.surface()(x, y)))
+
+
+def _added_significance(cal: Table, calres, reference: Table, rows, cfg) -> np.ndarray:
+    """Significance of added sources in calibrated flux (their reference may be ~0)."""
+    k = _calibrated_scale(calres, column(cal, "x"), column(cal, "y"))
+    return flux_significance(
+        column(cal, "flux") * k, column(cal, "dflux") * k * calres.error_factor,
+        column(reference, "ref_flux")[rows], column(reference, "ref_dflux")[rows],
+        floor_mag=cfg.calibration.error_floor_mag,
+    )  # fmt: skip
+
+
+def _new_source_table(cands: Table | None, wcs, calres) -> Table:
+    """Candidates with sky positions and calibrated magnitudes (flux > 0 by selection)."""
+    names = ("x", "y", "ra", "dec", "flux", "dflux", "mag", "magerr", "snr", "sharpness")
+    if cands is None or len(cands) == 0:
+        return Table({n: np.zeros(0) for n in names})
+    x, y = column(cands, "x"), column(cands, "y")
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    flux, dflux = column(cands, "flux"), column(cands, "dflux")
+    k = _calibrated_scale(calres, x, y)
+    out = Table({"x": x, "y": y, "ra": ra, "dec": dec, "flux": flux, "dflux": dflux})
+    out["mag"] = -2.5 * np.log10(flux * k)
+    out["magerr"] = MAG_PER_FLUX_FRACTION * dflux / flux * calres.error_factor
+    out["snr"], out["sharpness"] = column(cands, "snr"), column(cands, "sharpness")
+    for n, u in zip(names[:8], ("pix", "pix", "deg", "deg", "adu", "adu", "mag", "mag"),
+                    strict=True):  # fmt: skip
+        out[n].unit = u
+    return out
 
 
 def _near_edge(

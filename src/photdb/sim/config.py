@@ -144,6 +144,15 @@ class SimConfig:
         Time from appearance (linear rise in flux) to peak, days; default 2.0.
     transient_decline_mag_per_d : float
         Linear decline after peak, mag/day; default 0.05.
+    n_reference_offsets : int
+        Constant stars (16-19.5 mag in the reference band, the first filter) that are off by
+        a fixed amount on the reference exposures: stars "wrong on the reference night"
+        (truth: ``stars["ref_offset_mag"]``); default 0 (opt-in).
+    reference_offset_mag_range : tuple of float
+        Uniform range of the size of that offset, mag; its sign is random; default (0.2, 0.5).
+    reference_offset_exposures : str
+        ``"all"``: the offset is on every reference exposure (default); ``"first"``: on the
+        first reference exposure of each filter only.
     reference_artefact : bool
         Put artefacts on one reference exposure; default True.
     n_artefact_blobs : int
@@ -154,11 +163,25 @@ class SimConfig:
         Star-like blobs where no bright star is, r ~ 18-19; default 2.
     artefact_trail_adu : float
         Peak surface brightness of a satellite-trail segment, ADU/pixel (0: none); default 150.
+    search_trail_fraction : float
+        Fraction of search chips crossed by a satellite trail (a straight streak across the
+        whole chip, PSF-wide); default 0 (none: opt-in).
+    search_trail_adu_range : tuple of float
+        Log-uniform range of those trails' peak surface brightness, ADU/pixel; default
+        (40, 400).
     wing_tolerance : float
         PSF stamps are cut where the omitted wing flux is below this fraction of the star's own
         flux noise (and below `max_lost_frac` of its flux); default 0.05.
     max_lost_frac : float
         Upper bound on the fraction of a star's flux omitted by stamp truncation; default 1e-3.
+    pm_dispersion_mas_yr : float
+        Gaussian dispersion of the stars' proper motions per coordinate, mas/yr; default 4.5
+        (bulge-like, 3-6). Truth ``ra, dec`` hold at ``start_mjd``; each exposure sees the
+        stars moved to its epoch. Drawn from a generator of their own (the other draws are
+        those of a survey without proper motions).
+    catalog_epoch_yr : float
+        Reference epoch (Julian year) of the simulated Gaia-like catalogue; default 2016.0
+        (Gaia DR3).
     seed : int
         Seed of the random generator; default 0.
     """
@@ -211,13 +234,20 @@ class SimConfig:
     transient_peak_mag_range: tuple[float, float] = (17.0, 20.0)
     transient_rise_d: float = 2.0
     transient_decline_mag_per_d: float = 0.05
+    n_reference_offsets: int = 0
+    reference_offset_mag_range: tuple[float, float] = (0.2, 0.5)
+    reference_offset_exposures: str = "all"
     reference_artefact: bool = True
     n_artefact_blobs: int = 4
     artefact_dmag_range: tuple[float, float] = (0.3, 1.0)
     n_artefact_fakes: int = 2
     artefact_trail_adu: float = 150.0
+    search_trail_fraction: float = 0.0
+    search_trail_adu_range: tuple[float, float] = (40.0, 400.0)
     wing_tolerance: float = 0.05
     max_lost_frac: float = 1e-3
+    pm_dispersion_mas_yr: float = 4.5
+    catalog_epoch_yr: float = 2016.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -233,8 +263,12 @@ class SimConfig:
             raise ValueError("the PSF must be sampled with FWHM >= 2 pixels")
         if self.psf_beta <= 1.5:
             raise ValueError("psf_beta must exceed 1.5")
+        if self.reference_offset_exposures not in ("all", "first"):
+            raise ValueError("reference_offset_exposures must be 'all' or 'first'")
         if not 0.0 <= self.variable_fraction <= 1.0:
             raise ValueError("variable_fraction must be in [0, 1]")
+        if not 0.0 <= self.search_trail_fraction <= 1.0:
+            raise ValueError("search_trail_fraction must be in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-serialisable dictionary."""

@@ -201,3 +201,26 @@ def star_magnitudes(stars: Table, mjd: float, band: str) -> np.ndarray:
             )
         mag[tr] = np.where(dt > 0, mag[tr] + dm, np.nan)
     return mag
+
+
+def add_proper_motions(stars: Table, config: SimConfig, rng: np.random.Generator) -> None:
+    """Add ``pmra`` (μα cos δ) and ``pmdec``, mas/yr, Gaussian with
+    ``config.pm_dispersion_mas_yr`` per coordinate (transients: 0), in place."""
+    n = len(stars)
+    sig = config.pm_dispersion_mas_yr
+    still = np.asarray(stars["kind"]) == "transient"
+    for name in ("pmra", "pmdec"):
+        stars[name] = np.where(still, 0.0, rng.normal(0.0, sig, n)) if sig > 0 else np.zeros(n)
+        stars[name].unit = "mas / yr"
+
+
+def positions_at(stars: Table, mjd: float, config: SimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """True ``ra, dec`` (deg) at ``mjd``: the truth's (at ``config.start_mjd``) moved
+    linearly by the proper motions (exact to << 1 mas over decades at these speeds)."""
+    ra, dec = np.asarray(stars["ra"], float), np.asarray(stars["dec"], float)
+    if "pmra" not in stars.colnames:
+        return ra, dec
+    dt_yr = (mjd - config.start_mjd) / 365.25
+    dec_t = dec + np.asarray(stars["pmdec"], float) * dt_yr / 3.6e6
+    ra_t = ra + np.asarray(stars["pmra"], float) * dt_yr / 3.6e6 / np.cos(np.radians(dec))
+    return ra_t, dec_t

@@ -18,7 +18,7 @@ from photdb.sim.exposure import (
     primary_header,
     write_exposure,
 )
-from photdb.sim.field import make_star_field, star_magnitudes
+from photdb.sim.field import add_proper_motions, make_star_field, positions_at, star_magnitudes
 from photdb.sim.render import (
     add_cosmic_rays,
     add_noise,
@@ -29,7 +29,7 @@ from photdb.sim.render import (
     stamp_loss_fraction,
 )
 from photdb.sim.schedule import make_schedule
-from photdb.sim.truth import SimTruth
+from photdb.sim.truth import TRAIL_COLUMNS, SimTruth
 
 __all__ = ["simulate_survey"]
 
@@ -108,6 +108,25 @@ def _segment_distance(xx, yy, x0, y0, x1, y1):
     return np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy))
 
 
+def _add_search_trail(model, rng, *, config, fwhm_pix) -> dict:
+    """Add a straight satellite trail across the whole chip to `model`; return its row."""
+    ny, nx = model.shape
+    xc, yc = rng.uniform(0.2, 0.8) * nx, rng.uniform(0.2, 0.8) * ny
+    ang = rng.uniform(0.0, np.pi)
+    c, s = np.cos(ang), np.sin(ang)
+    peak = float(np.exp(rng.uniform(*np.log(config.search_trail_adu_range))))
+    sig = fwhm_pix / 2.3548
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    model += peak * np.exp(-0.5 * (((xx - xc) * s - (yy - yc) * c) / sig) ** 2)
+    # ends: where the line leaves the chip
+    ts = [t for t in ((-xc) / c, (nx - 1 - xc) / c) if abs(c) > 1e-9]
+    ts += [t for t in ((-yc) / s, (ny - 1 - yc) / s) if abs(s) > 1e-9]
+    inside = [t for t in ts if -0.5 <= xc + t * c <= nx - 0.5 and -0.5 <= yc + t * s <= ny - 0.5]
+    t0, t1 = min(inside), max(inside)
+    return dict(x0=xc + t0 * c, y0=yc + t0 * s, x1=xc + t1 * c, y1=yc + t1 * s,
+                peak_adu=peak, sigma_pix=sig)  # fmt: skip
+
+
 def _add_artefacts(model, *, config, rng, exposure, chip, w, x, y, flux, on, stars, band, ep):
     """Add blobs, fakes and a trail to `model` in place; return artefact rows."""
     rows = []
@@ -177,6 +196,42 @@ def _add_artefacts(model, *, config, rng, exposure, chip, w, x, y, flux, on, sta
     return rows
 
 
+def _well_inside(stars: Table, config: SimConfig, margin: float = 20.0) -> np.ndarray:
+    """Stars at least ``margin`` pixels inside a chip at the undithered pointing."""
+    inside = np.zeros(len(stars), bool)
+    for chip in range(config.n_chips):
+        w = chip_wcs(config, chip, config.ra_center, config.dec_center, config.rotation_deg)
+        x, y = w.wcs_world2pix(np.asarray(stars["ra"]), np.asarray(stars["dec"]), 0)
+        inside |= ((x > margin) & (x < config.nx - 1 - margin)
+                   & (y > margin) & (y < config.ny - 1 - margin))  # fmt: skip
+    return inside
+
+
+def _reference_offsets(stars: Table, config: SimConfig, inside: np.ndarray) -> np.ndarray:
+    """Per star, its offset on the reference exposures (0 for all but the chosen few, which
+    are constant stars of 16-19.5 mag well inside a chip)."""
+    out = np.zeros(len(stars))
+    if config.n_reference_offsets <= 0:
+        return out
+    rng = np.random.default_rng([config.seed, 7351])  # its own stream: nothing else moves
+    mag = np.asarray(stars[f"mag_{config.filters[0]}"])
+    cand = np.flatnonzero((np.asarray(stars["kind"]) == "constant") & (mag > 16.0) & (mag < 19.5)
+                          & inside)  # fmt: skip
+    pick = rng.choice(cand, min(config.n_reference_offsets, cand.size), replace=False)
+    size = rng.uniform(*config.reference_offset_mag_range, pick.size)
+    out[pick] = size * rng.choice([-1.0, 1.0], pick.size)
+    return out
+
+
+def _offset_exposures(epochs: Table, config: SimConfig) -> set[int]:
+    """Exposures on which the reference offsets show."""
+    ref = epochs[np.asarray(epochs["is_reference"])]
+    if config.reference_offset_exposures == "all":
+        return {int(e) for e in ref["exposure"]}
+    return {int(ref["exposure"][np.asarray(ref["filter"]) == f][0])
+            for f in set(ref["filter"])}  # fmt: skip
+
+
 def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimTruth:
     """Simulate a DECam-like crowded-field survey and write its exposures.
 
@@ -190,7 +245,8 @@ def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimT
     ``10**(-0.4 (mag + transparency - zp)) * exptime * response``) + artefacts (one reference
     exposure only) + sky (level times a quadratic Chebyshev surface), then Poisson noise in
     electrons and Gaussian read noise, cosmic rays, charge bleeding along columns above
-    SATURATE and clipping at it, and one dead column.
+    SATURATE and clipping at it, and one dead column. With ``search_trail_fraction`` > 0,
+    that fraction of search chips is crossed by a satellite trail (added before the noise).
 
     Parameters
     ----------
@@ -212,12 +268,16 @@ def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimT
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    seeds = np.random.SeedSequence(config.seed).spawn(4)
-    rng_field, rng_sched, rng_wcs, rng_img = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(config.seed).spawn(6)  # 5th: proper motions, 6th: trails
+    rng_field, rng_sched, rng_wcs, rng_img = (np.random.default_rng(s) for s in seeds[:4])
+    rng_trail = np.random.default_rng(seeds[5])
     shape = (config.ny, config.nx)
 
     stars = make_star_field(config, rng_field)
+    add_proper_motions(stars, config, np.random.default_rng(seeds[4]))
     epochs = make_schedule(config, rng_sched)
+    stars["ref_offset_mag"] = _reference_offsets(stars, config, _well_inside(stars, config))
+    offset_on = _offset_exposures(epochs, config)
 
     is_ref = np.asarray(epochs["is_reference"])
     ref_end = float(np.max(epochs["mjd"][is_ref]))
@@ -236,9 +296,7 @@ def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimT
     extra = {k: [] for k in ("filename", "path", "zeropoint_adu_per_s", "magzero")}
     extra |= {k: [] for k in ("ra_pointing", "dec_pointing", "ra_header", "dec_header")}
     extra |= {k: [] for k in ("wcs_offset_arcsec", "wcs_rotation_error_deg", "has_artefact")}
-    images, obs_tables, art_rows, cr_rows = [], [], [], []
-    ra_s = np.asarray(stars["ra"])
-    dec_s = np.asarray(stars["dec"])
+    images, obs_tables, art_rows, cr_rows, trail_rows = [], [], [], [], []
 
     for ep in epochs:
         exposure = int(ep["exposure"])
@@ -264,11 +322,14 @@ def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimT
             pa_deg=ep["psf_pa_deg"],
         )
         mags = star_magnitudes(stars, float(ep["mjd"]), band)
+        if exposure in offset_on:  # stars wrong on the reference night
+            mags = mags + np.asarray(stars["ref_offset_mag"])
         ep_dict = {k: ep[k] for k in ep.colnames} | {"zeropoint_adu_per_s": zp}
         chips = []
+        ra_e, dec_e = positions_at(stars, float(ep["mjd"]), config)
         for chip in range(config.n_chips):
             w = chip_wcs(config, chip, ra_t, dec_t, config.rotation_deg)
-            x, y = w.wcs_world2pix(ra_s, dec_s, 0)
+            x, y = w.wcs_world2pix(ra_e, dec_e, 0)
             resp_c = _random_surface(rng_img, shape, 3, config.response_error)
             # off-chip stars (wings only) take the response of the nearest chip edge
             xc, yc = np.clip(x, 0, config.nx - 1), np.clip(y, 0, config.ny - 1)
@@ -304,6 +365,10 @@ def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimT
                     model, config=config, rng=rng_img, exposure=exposure, chip=chip, w=w,
                     x=x, y=y, flux=flux, on=on, stars=stars, band=band, ep=ep_dict,
                 )  # fmt: skip
+            if not ep["is_reference"] and config.search_trail_fraction > 0:
+                if rng_trail.uniform() < config.search_trail_fraction:
+                    row = _add_search_trail(model, rng_trail, config=config, fwhm_pix=fwhm_pix)
+                    trail_rows.append(dict(exposure=exposure, chip=chip) | row)
             yy, xx = np.mgrid[0 : config.ny, 0 : config.nx]
             model += ep["sky_adu"] * chebyshev_surface(xx, yy, sky_c, shape=shape)
             img = add_noise(model, gain=gains[chip], read_noise_e=config.read_noise_e, rng=rng_img)
@@ -379,4 +444,5 @@ def simulate_survey(outdir: str | Path, config: SimConfig = SimConfig()) -> SimT
         observations=vstack(obs_tables) if obs_tables else _table([], _OBS_DTYPES),
         artefacts=_table(art_rows, _ART_DTYPES),
         cosmic_rays=_table(cr_rows, _CR_DTYPES),
+        trails=_table(trail_rows, TRAIL_COLUMNS),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,16 @@ from photdb.sim.render import chebyshev_surface
 __all__ = ["TABLE_NAMES", "SimTruth"]
 
 #: Tables of a `SimTruth`, in the order they are written.
-TABLE_NAMES = ("stars", "epochs", "images", "observations", "artefacts", "cosmic_rays")
+TABLE_NAMES = ("stars", "epochs", "images", "observations", "artefacts", "cosmic_rays", "trails")
+
+#: Columns of the ``trails`` table (an empty one has them too).
+TRAIL_COLUMNS = {"exposure": np.int64, "chip": np.int64, "x0": float, "y0": float,
+                 "x1": float, "y1": float, "peak_adu": float, "sigma_pix": float}  # fmt: skip
+
+
+def empty_trails() -> Table:
+    """A ``trails`` table with no rows."""
+    return Table({k: np.zeros(0, dtype=t) for k, t in TRAIL_COLUMNS.items()})
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,11 @@ class SimTruth:
         and ``star_ids`` (comma-separated ids of stars affected).
     cosmic_rays : astropy.table.Table
         ``exposure, chip, x, y, npix, adu`` for each hit.
+    trails : astropy.table.Table
+        Satellite trails across search chips (``SimConfig.search_trail_fraction``):
+        ``exposure, chip, x0, y0, x1, y1`` (the line's ends on the chip border, pixels),
+        ``peak_adu`` (surface brightness on the line, ADU/pixel) and ``sigma_pix`` (its
+        Gaussian width). Empty when the option is off.
     """
 
     config: SimConfig
@@ -71,6 +85,7 @@ class SimTruth:
     observations: Table
     artefacts: Table
     cosmic_rays: Table
+    trails: Table = field(default_factory=empty_trails)
 
     def write(self, path: str | Path) -> Path:
         """Write the tables as ``<name>.ecsv`` and the configuration as ``config.json``.
@@ -97,7 +112,11 @@ class SimTruth:
         """Read a truth directory written by `write`."""
         path = Path(path)
         config = SimConfig.from_dict(json.loads((path / "config.json").read_text()))
-        tables = {n: Table.read(path / f"{n}.ecsv", format="ascii.ecsv") for n in TABLE_NAMES}
+        tables = {
+            n: Table.read(path / f"{n}.ecsv", format="ascii.ecsv")
+            for n in TABLE_NAMES
+            if n != "trails" or (path / f"{n}.ecsv").exists()  # older truth: no trails
+        }
         for tab in tables.values():
             for name in tab.colnames:  # ECSV writes "" as a blank read back as masked
                 if tab[name].dtype.kind == "U" and getattr(tab[name], "mask", None) is not None:
@@ -105,8 +124,9 @@ class SimTruth:
         return cls(config=config, **tables)
 
     def astrometric_catalog(
-        self, *, mag_limit: float = 20.0, noise_mas: float = 15.0, seed: int = 0
-    ) -> Table:
+        self, *, mag_limit: float = 20.0, noise_mas: float = 15.0, seed: int = 0,
+        proper_motions: bool = True,
+    ) -> Table:  # fmt: skip
         """A Gaia-like astrometric catalogue of the field: the truth, a little noisy.
 
         Parameters
@@ -114,18 +134,23 @@ class SimTruth:
         mag_limit : float
             Faintest star kept (mag in the first simulated filter).
         noise_mas : float
-            Gaussian position error per coordinate (milliarcsec), as a real
-            catalogue would have.
+            Without proper motions: Gaussian position error per coordinate
+            (milliarcsec) at the survey's start. With them the errors are Gaia DR3's
+            (:meth:`gaia_dr3`).
         seed : int
-            Seed of the position noise.
+            Seed of the noise.
+        proper_motions : bool
+            True (default): positions at ``config.catalog_epoch_yr`` with the Gaia
+            columns ``pmra``, ``pmdec``, ``ref_epoch`` and their errors; False: the
+            older form, positions at the survey's start and no proper motions.
 
         Returns
         -------
         astropy.table.Table
             ``ra``, ``dec`` (deg), ``mag`` (first filter), ``mag_<band>`` and
             ``mag_<band>_err`` for every simulated band (true mean magnitude plus
-            Gaussian noise of the stated error) and ``star_id``; transients are left
-            out.
+            Gaussian noise of the stated error), ``star_id`` and, with proper
+            motions, Gaia's astrometric columns; transients are left out.
         """
         band = self.config.filters[0]
         mag = np.asarray(self.stars[f"mag_{band}"], float)
@@ -151,6 +176,64 @@ class SimTruth:
             out[f"mag_{b}_err"] = err
             out[f"mag_{b}"].unit = out[f"mag_{b}_err"].unit = "mag"
         out["ra"].unit = out["dec"].unit = "deg"
+        if proper_motions:
+            gaia = self.gaia_dr3(mag_limit=np.inf, seed=seed + 1)
+            row = {int(v) - 4_000_000_000: k for k, v in enumerate(gaia["source_id"])}
+            gaia = gaia[[row[int(v)] for v in out["star_id"]]]
+            for name in ("ra", "dec"):
+                out[name] = gaia[name]
+            for name in ("ra_error", "dec_error", "pmra", "pmra_error", "pmdec",
+                         "pmdec_error", "ref_epoch"):  # fmt: skip
+                out[name] = gaia[name]
+        return out
+
+    def gaia_dr3(self, *, mag_limit: float = 20.0, seed: int = 1) -> Table:
+        """The field as the Gaia archive delivers DR3 ``gaia_source`` rows.
+
+        Columns (names, units and order of the archive): ``source_id``, ``ref_epoch``
+        (yr, ``config.catalog_epoch_yr``), ``ra``, ``ra_error``, ``dec``,
+        ``dec_error`` (deg, mas), ``parallax``, ``parallax_error`` (mas), ``pmra``,
+        ``pmra_error``, ``pmdec``, ``pmdec_error`` (mas/yr), ``phot_g_mean_mag``
+        (mag: the simulated r). Positions are the truth moved back from the survey's
+        start to the catalogue epoch, plus noise of the quoted errors, which follow
+        DR3's dependence on G (0.09 mas at G = 17, x 1.66 per magnitude fainter;
+        proper-motion errors 1.25 times those, per year). Transients are left out;
+        ``source_id`` is the truth's ``star_id`` plus a large constant.
+        """
+        cfg = self.config
+        g = np.asarray(self.stars["mag_r" if "mag_r" in self.stars.colnames
+                                  else f"mag_{cfg.filters[0]}"], float)  # fmt: skip
+        keep = (g <= mag_limit) & (np.asarray(self.stars["kind"]) != "transient")
+        rng = np.random.default_rng(seed)
+        n = int(keep.sum())
+        g = g[keep]
+        pos_err = np.maximum(0.09 * 10 ** (0.22 * (g - 17.0)), 0.02)  # mas
+        pm_err = 1.25 * pos_err  # mas/yr
+        ra0 = np.asarray(self.stars["ra"], float)[keep]
+        dec0 = np.asarray(self.stars["dec"], float)[keep]
+        pmra = np.asarray(self.stars["pmra"], float)[keep] if "pmra" in self.stars.colnames \
+            else np.zeros(n)  # fmt: skip
+        pmdec = np.asarray(self.stars["pmdec"], float)[keep] if "pmdec" in self.stars.colnames \
+            else np.zeros(n)  # fmt: skip
+        start_yr = 2000.0 + (cfg.start_mjd - 51544.5) / 365.25
+        dt = cfg.catalog_epoch_yr - start_yr
+        dec = dec0 + (pmdec * dt + rng.normal(0.0, pos_err)) / 3.6e6
+        ra = ra0 + (pmra * dt + rng.normal(0.0, pos_err)) / 3.6e6 / np.cos(np.radians(dec0))
+        out = Table()
+        out["source_id"] = np.asarray(self.stars["star_id"], np.int64)[keep] + 4_000_000_000
+        out["ref_epoch"] = np.full(n, cfg.catalog_epoch_yr)
+        out["ra"], out["ra_error"] = ra, pos_err
+        out["dec"], out["dec_error"] = dec, pos_err
+        out["parallax"] = np.full(n, 0.125) + rng.normal(0.0, pos_err)  # bulge, 8 kpc
+        out["parallax_error"] = pos_err
+        out["pmra"], out["pmra_error"] = pmra + rng.normal(0.0, pm_err), pm_err
+        out["pmdec"], out["pmdec_error"] = pmdec + rng.normal(0.0, pm_err), pm_err
+        out["phot_g_mean_mag"] = g
+        units = {"ref_epoch": "yr", "ra": "deg", "dec": "deg", "phot_g_mean_mag": "mag"}
+        units |= {k: "mas" for k in ("ra_error", "dec_error", "parallax", "parallax_error")}
+        units |= {k: "mas / yr" for k in ("pmra", "pmra_error", "pmdec", "pmdec_error")}
+        for k, v in units.items():
+            out[k].unit = v
         return out
 
     def _image_row(self, exposure: int, chip: int):

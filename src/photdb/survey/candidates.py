@@ -1,7 +1,11 @@
-"""Variable candidates of the pipeline, ranked: the stored detections plus variability indices.
+"""Variable candidates and reference outliers of the pipeline, read from ``galrefstats``.
 
-The SQL lives in :mod:`photdb.survey.queries`; the ranking statistics in
-:func:`photdb.variability.rank_variables`.
+The statistics are kept per reference source as images are stored
+(:mod:`photdb.survey.refstats`), so the candidate list is an index scan of that
+table plus, for the rows returned, their detections in ``galvarobjs``: it does not
+grow with ``galsources``. Reference outliers (search epochs that agree with each
+other and all differ from the reference) are never candidates; they are listed
+apart by :func:`reference_outliers`.
 """
 
 from __future__ import annotations
@@ -10,10 +14,16 @@ import numpy as np
 import psycopg
 from astropy.table import Table
 
-from photdb.survey import queries
-from photdb.variability import rank_variables
+from photdb.survey.newsources import added_sources
 
-__all__ = ["CANDIDATE_COLUMNS", "variable_candidates"]
+__all__ = [
+    "CANDIDATE_COLUMNS",
+    "OUTLIER_COLUMNS",
+    "count_candidates",
+    "reference_outliers",
+    "stats_missing",
+    "variable_candidates",
+]
 
 #: Columns of :func:`variable_candidates`, with their numpy types.
 CANDIDATE_COLUMNS = {
@@ -29,7 +39,50 @@ CANDIDATE_COLUMNS = {
     "max_significance": float,
     "epochs": "U200",
     "dmag_median": float,
+    "mean_mag": float,
+    "eta": float,
+    "stetson_j": float,
+    "added": bool,
 }
+
+_RANKED = """
+SELECT refsource_id, filter, ra, dec, ref_mag, n_det, n_epochs, chi2nu, amplitude, max_sig,
+       mean_mag, eta, stetson_j
+FROM galrefstats
+WHERE n_det > 0 AND NOT ref_outlier AND n_det >= %(min)s {where}
+ORDER BY n_det DESC, chi2nu DESC NULLS LAST, max_sig DESC NULLS LAST, refsource_id
+{limit}
+"""
+
+_DETECTIONS = """
+SELECT v.refsource_id, array_agg(e.mjd ORDER BY e.mjd), array_agg(v.dmag ORDER BY e.mjd)
+FROM galvarobjs v
+JOIN galimages i ON v.galimage_id = i.id
+JOIN galexposures e ON i.galexposure_id = e.id
+WHERE v.refsource_id = ANY(%s)
+GROUP BY v.refsource_id
+"""
+
+
+def _where(filter, mag_min, mag_max, cone) -> tuple[str, dict]:
+    parts, params = [], {}
+    if filter is not None:
+        parts.append("AND filter = %(filter)s")
+        params["filter"] = filter
+    if mag_min is not None:
+        parts.append("AND coalesce(ref_mag, mean_mag) >= %(mag_min)s")
+        params["mag_min"] = float(mag_min)
+    if mag_max is not None:
+        parts.append("AND coalesce(ref_mag, mean_mag) <= %(mag_max)s")
+        params["mag_max"] = float(mag_max)
+    if cone is not None:
+        parts.append("AND q3c_radial_query(ra, dec, %(ra0)s, %(dec0)s, %(rad)s)")
+        params |= {"ra0": float(cone[0]), "dec0": float(cone[1]), "rad": float(cone[2]) / 3600}
+    return " ".join(parts), params
+
+
+def _nan(v) -> float:
+    return np.nan if v is None else float(v)
 
 
 def variable_candidates(
@@ -38,45 +91,136 @@ def variable_candidates(
     filter: str | None = None,
     min_repeats: int = 2,
     limit: int | None = 50,
+    mag_min: float | None = None,
+    mag_max: float | None = None,
+    cone: tuple[float, float, float] | None = None,
 ) -> Table:
     """Variable candidates with their repeat counts, worst first.
 
     Ranked by the number of variable detections, then by χ²/ν of *all* forced
     measurements of the source about their weighted mean (the light curve, not
-    only the 15σ points), then by the largest significance.
+    only the detections), then by the largest significance. Reference outliers
+    are left out (see :func:`reference_outliers`).
+
+    Parameters
+    ----------
+    filter : str, optional
+        Only this filter.
+    min_repeats : int
+        At least this many variable detections.
+    limit : int or None
+        At most this many rows (None: all).
+    mag_min, mag_max : float, optional
+        Reference magnitude range, mag (the mean magnitude for a new source the
+        reference does not show).
+    cone : tuple, optional
+        ``(ra, dec, radius_arcsec)``, deg and arcsec.
 
     Returns
     -------
     astropy.table.Table
         :data:`CANDIDATE_COLUMNS`: ``refsource_id, filter, ra, dec, ref_mag, ndet,
-        n_epochs`` (forced points), ``chi2nu, amplitude, max_significance, epochs``
-        (MJDs of the detections, comma-separated) and ``dmag_median``.
+        n_epochs`` (forced points counted), ``chi2nu, amplitude, max_significance,
+        epochs`` (MJDs of the detections, comma-separated), ``dmag_median``,
+        ``mean_mag`` (weighted), ``eta`` (von Neumann) and ``stetson_j`` (about the
+        reference magnitude, see :mod:`photdb.varstats`),
+        and ``added`` (a new source added to the reference catalogue after the reference
+        was made, see :mod:`photdb.survey.newsources`).
     """
-    rows = queries.candidate_detections(conn, filter=filter, min_repeats=min_repeats)
+    where, params = _where(filter, mag_min, mag_max, cone)
+    params["min"] = max(int(min_repeats), 1)
+    lim = ""
+    if limit is not None:
+        lim, params["limit"] = "LIMIT %(limit)s", int(limit)
+    rows = conn.execute(_RANKED.format(where=where, limit=lim), params).fetchall()
     names = list(CANDIDATE_COLUMNS)
     if not rows:
         return Table([np.zeros(0, t) for t in CANDIDATE_COLUMNS.values()], names=names)
-    ids = [r[0] for r in rows]
-    info = queries.reference_info(conn, ids)
-    forced = queries.forced_points(conn, ids)
-    stats = {}
-    if len(forced):
-        ranked = rank_variables(forced[:, 0].astype(np.int64), forced[:, 1], forced[:, 2])
-        stats = {
-            int(i): (int(n), c, a)
-            for i, n, c, a in zip(ranked["id"], ranked["n"], ranked["chi2nu"], ranked["amplitude"],
-                                  strict=True)
-        }  # fmt: skip
+    dets = {r[0]: r[1:] for r in conn.execute(_DETECTIONS, [[r[0] for r in rows]]).fetchall()}
     out = []
-    for rid, ndet, max_sig, epochs, dmags in rows:
-        ra, dec, mag, _magerr, band = info.get(rid, (np.nan, np.nan, np.nan, np.nan, ""))
-        n, chi2nu, amp = stats.get(rid, (0, np.nan, np.nan))
-        dm = np.array([np.nan if d is None else d for d in dmags], float)
-        out.append((rid, band or "", ra, dec, np.nan if mag is None else mag, ndet, n,
-                    chi2nu, amp, np.nan if max_sig is None else max_sig,
-                    ",".join(f"{m:.2f}" for m in epochs),
-                    float(np.nanmedian(dm)) if np.isfinite(dm).any() else np.nan))  # fmt: skip
-    out.sort(key=lambda r: (-r[5], -np.nan_to_num(r[7], nan=-1.0), -r[9], r[0]))
+    for rid, band, ra, dec, ref_mag, ndet, n, chi2nu, amp, max_sig, mean, eta, sj in rows:
+        epochs, dmags = dets.get(rid, ([], []))
+        dm = np.array([_nan(d) for d in dmags], float)
+        out.append((rid, band or "", ra, dec, _nan(ref_mag), ndet, n, _nan(chi2nu), _nan(amp),
+                    _nan(max_sig), ",".join(f"{m:.2f}" for m in epochs),
+                    float(np.nanmedian(dm)) if np.isfinite(dm).any() else np.nan,
+                    _nan(mean), _nan(eta), _nan(sj), False))  # fmt: skip
+    table = Table(rows=out, names=names, dtype=list(CANDIDATE_COLUMNS.values()))
+    added = added_sources(conn, table["refsource_id"])
+    table["added"] = np.isin(table["refsource_id"], list(added))
+    return table
+
+
+def count_candidates(
+    conn: psycopg.Connection,
+    *,
+    filter: str | None = None,
+    min_repeats: int = 2,
+    mag_min: float | None = None,
+    mag_max: float | None = None,
+    cone: tuple[float, float, float] | None = None,
+) -> int:
+    """How many rows :func:`variable_candidates` gives without a limit."""
+    where, params = _where(filter, mag_min, mag_max, cone)
+    params["min"] = max(int(min_repeats), 1)
+    stmt = "SELECT count(*) FROM galrefstats WHERE n_det > 0 AND NOT ref_outlier"
+    return conn.execute(stmt + " AND n_det >= %(min)s " + where, params).fetchone()[0]
+
+
+#: Columns of :func:`reference_outliers`, with their numpy types.
+OUTLIER_COLUMNS = {
+    "refsource_id": np.int64,
+    "filter": "U16",
+    "ra": float,
+    "dec": float,
+    "ref_mag": float,
+    "ref_magerr": float,
+    "mean_mag": float,
+    "ref_offset": float,
+    "ref_offset_sigma": float,
+    "n_epochs": np.int64,
+    "n_det": np.int64,
+    "chi2nu": float,
+    "reference_image": np.int64,
+}
+
+
+def reference_outliers(
+    conn: psycopg.Connection,
+    *,
+    filter: str | None = None,
+    limit: int | None = 50,
+) -> Table:
+    """Reference sources whose search epochs agree with each other and all differ from the
+    reference (``galrefstats.ref_outlier``), most significant offset first.
+
+    Returns
+    -------
+    astropy.table.Table
+        :data:`OUTLIER_COLUMNS`; ``ref_offset`` is the weighted mean of (search -
+        reference), mag, ``ref_offset_sigma`` its significance (reference error
+        included), ``mean_mag`` the search epochs' weighted mean: what the reference
+        magnitude probably should be.
+    """
+    where, params = _where(filter, None, None, None)
+    lim = ""
     if limit is not None:
-        out = out[: int(limit)]
-    return Table(rows=out, names=names)
+        lim, params["limit"] = "LIMIT %(limit)s", int(limit)
+    stmt = (f"SELECT {', '.join(OUTLIER_COLUMNS)} FROM galrefstats WHERE ref_outlier {where}"
+            f" ORDER BY abs(ref_offset_sigma) DESC, refsource_id {lim}")  # fmt: skip
+    rows = conn.execute(stmt, params).fetchall()
+    nulls = {float: np.nan, np.int64: -1, "U16": ""}
+    cols = {
+        name: np.array([nulls[t] if r[k] is None else r[k] for r in rows], dtype=t)
+        for k, (name, t) in enumerate(OUTLIER_COLUMNS.items())
+    }
+    return Table(cols)
+
+
+def stats_missing(conn: psycopg.Connection) -> bool:
+    """True when variable detections exist but ``galrefstats`` is empty: the database
+    processed images before migration 0010 (run ``photdb stats rebuild``)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM galvarobjs) AND NOT EXISTS (SELECT 1 FROM galrefstats)"
+    ).fetchone()
+    return bool(row[0])

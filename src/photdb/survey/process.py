@@ -12,6 +12,9 @@ The database decides who computes what (:mod:`photdb.survey.claims`): an image i
 claimed before it is computed and stored only while the claim is still its own,
 so concurrent runs on any machines never compute or store an image twice. The
 settings, configuration and claim policy travel with every task.
+Then new sources seen on several search images are added to the reference
+catalogues and forced on every search image already done
+(:mod:`photdb.survey.newsources`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 import psycopg
 from astropy.table import Table
+from astropy.time import Time
 
 import photdb
 from photdb.db.connection import connect, resolve
@@ -37,8 +42,9 @@ from photdb.pipeline import (
     reduce_reference_set,
     reduce_search,
 )
+from photdb.propermotion import attach_proper_motions, has_proper_motions, normalise_catalog
 from photdb.settings import Settings
-from photdb.survey import claims, store
+from photdb.survey import claims, newsources, refstats, store
 from photdb.survey.audit import reference_audit, search_audit
 from photdb.survey.claims import Claim, ClaimPolicy, Refused
 from photdb.survey.engine import claimant, drive, open_engine
@@ -95,6 +101,7 @@ class ProcessReport:
     outcomes: tuple[ImageOutcome, ...] = ()
     seconds: float = 0.0
     waiting: tuple[str, ...] = ()
+    new_sources: newsources.NewSourceReport = field(default_factory=newsources.NewSourceReport)
 
     @property
     def failed(self) -> list[ImageOutcome]:
@@ -139,10 +146,10 @@ def astrometric_catalog(path: str) -> Table:
         table = Table.read(path)
     except (OSError, ValueError) as exc:
         raise PhotdbError(f"{path}: cannot read the astrometric catalogue: {exc}") from None
-    missing = {"ra", "dec"} - set(table.colnames)
-    if missing:
-        raise PhotdbError(f"{path}: astrometric catalogue lacks {', '.join(sorted(missing))}")
-    return table
+    try:  # Gaia DR3's columns as the archive delivers them, or plain ra/dec[/mag]
+        return normalise_catalog(table)
+    except (ValueError, u.UnitsError) as exc:
+        raise PhotdbError(f"{path}: {exc}") from None
 
 
 def _saveable(cat: Table) -> np.ndarray:
@@ -150,6 +157,8 @@ def _saveable(cat: Table) -> np.ndarray:
     ok = np.isfinite(flux) & (flux > 0)
     for c in ("ra", "dec", "mag"):
         ok &= np.isfinite(np.asarray(cat[c], float))
+    if "added" in cat.colnames:  # added new sources: every epoch (mag NULL when flux <= 0)
+        ok |= np.asarray(cat["added"], bool) & np.isfinite(flux)
     return ok
 
 
@@ -246,6 +255,10 @@ def run_search(
         ref = store.fetch_reference_table(conn, task.reference_id)
         if len(ref) == 0:
             raise RuntimeError(f"reference image {task.reference_id} has an empty catalogue")
+        # forced rows are stored at their reference source's position (light curves are a
+        # q3c equality lookup, migration 0009); x, y keep where a moving star was fitted
+        ref_ra, ref_dec = np.asarray(ref["ra"], float), np.asarray(ref["dec"], float)
+        ref = _with_proper_motions(conn, ref, task.reference_id, config)
         image = read_chip(task.path, task.hdu, config=config)
         t_read = time.perf_counter() - t0
         res = reduce_search(image, ref, config=config)
@@ -263,7 +276,9 @@ def run_search(
                 return ImageOutcome(task.galimage_id, "search", "busy", "claim taken over")
             store.insert_provenance(cur, res.stats.provenance_id, config.to_dict(),
                                     photdb.__version__)  # fmt: skip
-            ids = store.write_sources(cur, task.galimage_id, cat[keep], ref_ids=ref_ids[keep])
+            rows_out = cat[keep]
+            rows_out["ra"], rows_out["dec"] = ref_ra[rows[keep]], ref_dec[rows[keep]]
+            ids = store.write_sources(cur, task.galimage_id, rows_out, ref_ids=ref_ids[keep])
             if hooks.after_copy is not None:
                 hooks.after_copy(task.galimage_id)
             full = np.full(len(cat), -1, np.int64)
@@ -272,6 +287,12 @@ def run_search(
                 cur, task.galimage_id, full[is_var], ref_ids[is_var], dmag[is_var],
                 np.asarray(cat["significance"], float)[is_var],
             )  # fmt: skip
+            refstats.update_for_image(
+                cur, task.galimage_id, task.reference_id, ref, rows[keep],
+                np.asarray(cat["mag"], float)[keep], np.asarray(cat["magerr"], float)[keep],
+                is_var[keep], np.asarray(cat["significance"], float)[keep],
+            )  # fmt: skip
+            newsources.write_candidates(cur, task.galimage_id, task.reference_id, res.new_sources)
             timings = dict(res.stats.timings_s)
             timings |= {"read": round(t_read, 4), "db": round(time.perf_counter() - t_db, 4)}
             audit = search_audit(res, task, int(keep.sum()), nvar, timings)
@@ -283,6 +304,18 @@ def run_search(
         return _fail(conn, held, "search", exc, t0)
     finally:
         beat.stop()
+
+
+def _with_proper_motions(conn, ref: Table, reference_id: int, config: PipelineConfig) -> Table:
+    """The stored reference catalogue with its stars' proper motions from the astrometric
+    catalogue (when it has them), so each search image forces them at its own epoch."""
+    if not config.astrometric_catalog:
+        return ref
+    catalog = astrometric_catalog(config.astrometric_catalog)
+    mjd = store.image_epoch_mjd(conn, reference_id)
+    if mjd is None or not has_proper_motions(catalog):
+        return ref
+    return attach_proper_motions(ref, catalog, Time(mjd, format="mjd", scale="utc"))
 
 
 def _fail(conn: psycopg.Connection, held: Claim, kind: str, exc: Exception, t0: float):
@@ -391,4 +424,5 @@ def process(
                 drive(engine, fn, tasks, on_result=_runner(kind, outcomes, on_image), **common)
     finally:
         _close_connections()
-    return ProcessReport(tuple(outcomes), time.perf_counter() - t0, tuple(waiting))
+    news = newsources.update_new_sources(settings, config, filter=filter)
+    return ProcessReport(tuple(outcomes), time.perf_counter() - t0, tuple(waiting), news)

@@ -38,7 +38,11 @@ class SimulatedSurvey:
     truth : photdb.sim.SimTruth
         Stars, variables, epochs.
     catalog : Path
-        The field's Gaia-like astrometric (and photometric) catalogue, ECSV.
+        The field's Gaia-like astrometric (and photometric) catalogue, ECSV: positions
+        at 2016.0 with Gaia's proper-motion columns, plus survey-band magnitudes.
+    gaia : Path
+        The same stars as the Gaia archive delivers DR3 (``gaia_dr3.ecsv``; no
+        survey-band photometry), see :meth:`photdb.sim.SimTruth.gaia_dr3`.
     reused : bool
         The files were already there (same configuration) and were not simulated again.
     """
@@ -47,6 +51,7 @@ class SimulatedSurvey:
     truth: SimTruth
     catalog: Path
     reused: bool = False
+    gaia: Path | None = None
 
     @property
     def reference_files(self) -> list[str]:
@@ -58,8 +63,8 @@ class SimulatedSurvey:
 def make_survey(simdir: Path, config: SimConfig, *, reuse: bool = True) -> SimulatedSurvey:
     """Simulate ``config`` into ``simdir`` (or reuse a survey already simulated there).
 
-    The truth tables go to ``simdir/truth`` and the astrometric catalogue to
-    ``simdir/astrometric_catalog.ecsv``.
+    The truth tables go to ``simdir/truth``, the astrometric catalogue to
+    ``simdir/astrometric_catalog.ecsv`` and its Gaia DR3 form to ``simdir/gaia_dr3.ecsv``.
     """
     simdir = Path(simdir).absolute()
     truth_dir = simdir / "truth"
@@ -72,7 +77,10 @@ def make_survey(simdir: Path, config: SimConfig, *, reuse: bool = True) -> Simul
     catalog = simdir / "astrometric_catalog.ecsv"
     if not (reused and catalog.is_file()):
         truth.astrometric_catalog().write(catalog, overwrite=True)
-    return SimulatedSurvey(simdir, truth, catalog, reused)
+    gaia = simdir / "gaia_dr3.ecsv"
+    if not (reused and gaia.is_file()):
+        truth.gaia_dr3().write(gaia, overwrite=True)
+    return SimulatedSurvey(simdir, truth, catalog, reused, gaia)
 
 
 def load_survey(

@@ -215,7 +215,8 @@ def insert_provenance(
 class ImageAudit:
     """The pipeline's columns of one ``galimages`` row: the audit trail of an image.
 
-    Every field is a column of ``galimages`` (see the 0002 migration); None is NULL.
+    Every field is a column of ``galimages`` (see the 0002 and 0011 migrations); None is
+    NULL.
     ``details`` holds the pipeline's statistics (:meth:`ImageStats.to_dict
     <photdb.pipeline.results.ImageStats.to_dict>`) and any extra context as JSON.
     """
@@ -229,6 +230,7 @@ class ImageAudit:
     zp: float | None = None
     zp_scatter: float | None = None
     cheb_coeffs: list[list[float]] | None = None
+    calib_order: int | None = None
     chi2nu: float | None = None
     error_factor: float | None = None
     astrom_rms_arcsec: float | None = None
@@ -280,19 +282,34 @@ def fetch_reference_table(conn: psycopg.Connection, galimage_id: int) -> Table:
     reference image, which tells the pipeline where the reference footprint ends);
     and crowdsource's ``qf``, ``fracflux`` (NaN when not stored) and ``flags`` (0
     when not stored), which the pipeline uses to choose calibration stars, as it
-    does with an in-memory reference catalogue.
+    does with an in-memory reference catalogue. ``ref_flux, ref_dflux``: the
+    calibrated reference flux of sources added later (:mod:`photdb.survey.newsources`),
+    NaN for the others.
     """
     rows = conn.execute(
-        "SELECT id, ra, dec, mag, magerr, x, y, qf, fracflux, coalesce(flags, 0)"
-        " FROM galsources WHERE galimage_id = %s AND ref_id IS NULL ORDER BY id",
+        "SELECT s.id, s.ra, s.dec, s.mag, s.magerr, s.x, s.y, s.qf, s.fracflux,"
+        " coalesce(s.flags, 0), n.ref_flux, n.ref_dflux"
+        " FROM galsources s LEFT JOIN galnewsources n ON n.refsource_id = s.id"
+        " WHERE s.galimage_id = %s AND s.ref_id IS NULL ORDER BY s.id",
         [galimage_id],
     ).fetchall()
-    arr = np.array(rows, dtype=float).reshape(-1, 10)
+    arr = np.array(rows, dtype=float).reshape(-1, 12)
     names = ("ra", "dec", "mag", "magerr", "x", "y", "qf", "fracflux")
     cols = {"id": arr[:, 0].astype(np.int64)}
     cols |= {name: arr[:, k + 1] for k, name in enumerate(names)}
     cols["flags"] = arr[:, 9].astype(np.int64)
+    cols["ref_flux"], cols["ref_dflux"] = arr[:, 10], arr[:, 11]
     return Table(cols)
+
+
+def image_epoch_mjd(conn: psycopg.Connection, galimage_id: int) -> float | None:
+    """Mid-exposure MJD of an image's exposure (``galexposures.mjd``), None if unknown."""
+    row = conn.execute(
+        "SELECT e.mjd FROM galimages i JOIN galexposures e ON e.id = i.galexposure_id"
+        " WHERE i.id = %s",
+        [galimage_id],
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 # ---------------------------------------------------------------- claiming

@@ -17,6 +17,7 @@ from photdb.calibration import (
     fit_zero_point,
     rescale_errors,
 )
+from photdb.fitting import robust_sigma
 
 NY, NX = 4096, 2048
 ZP = 25.3
@@ -194,11 +195,17 @@ def test_calibrate_search_catalog_end_to_end():
     assert len(ms["factor"]) >= 3 and all(1.0 <= f < 1.06 for f in ms["factor"])
     # ... and multiplies the floored, rescaled errors
     scale = MagErrorScale(tuple(ms["mag"]), tuple(ms["factor"]), tuple(ms["n"]))
+    # the correction's own uncertainty (20000 stars: well under a mmag) in quadrature
+    corr_err = np.asarray(out["dmag_corr_err"][20:])
+    assert 0 < np.median(corr_err) < 1e-3
     np.testing.assert_allclose(
         out["magerr"][20:],
-        res.error_factor
-        * np.fmax(table["magerr_inst"][20:], 0.01)
-        * scale(np.asarray(ref["mag"][20:])),
+        np.hypot(
+            res.error_factor
+            * np.fmax(table["magerr_inst"][20:], 0.01)
+            * scale(np.asarray(ref["mag"][20:])),
+            corr_err,
+        ),
     )
     np.testing.assert_allclose(out["magerr_raw"][20:], table["magerr_inst"][20:])
     # chi2/nu of constant stars (all magnitudes, not only fit stars) is ~1 after rescaling
@@ -232,5 +239,41 @@ def test_calibrate_search_catalog_input_checks():
         calibrate_search_catalog(table, ref[:-1], shape=(NY, NX))
     with pytest.raises(ValueError):
         calibrate_search_catalog(
-            table, ref, shape=(NY, NX), config=CalibrationConfig(min_stars=500)
+            table, ref, shape=(NY, NX), config=CalibrationConfig(min_stars_constant=500)
         )
+
+
+@pytest.mark.parametrize("n_stars", [60, 25, 14])
+def test_sparse_chip_lowers_the_order_and_widens_errors_honestly(n_stars):
+    """Too few stars for the 4th-order surface after clipping: the order drops (down to
+    a constant with a dozen stars), the order used is reported, and the errors of the
+    constant stars - fit stars or not, the 8 % response the low order cannot follow
+    included - still give pulls of ~1 (χ²/ν factor and the correction's uncertainty)."""
+    pulls, orders = [], set()
+    for seed in range(40):
+        table, ref, _ = simulate(n=20 + 2 * n_stars, err_factor=1.0, var_frac=0.0, seed=seed)
+        fit_ref = ref.copy()
+        fit_ref["mag"][20 + n_stars :] = np.nan  # half the stars only in the comparison
+        out, res = calibrate_search_catalog(table, fit_ref, shape=(NY, NX))
+        assert res.order == len(res.cheb_coeffs) - 1 and res.order < 4
+        assert res.n_fit >= 3 * (res.order + 1) ** 2 and res.surface_err_mag > 0
+        orders.add(res.order)
+        rest = slice(20 + n_stars, None)
+        z = (np.asarray(ref["mag"][rest]) - np.asarray(out["mag"][rest])) / np.hypot(
+            out["magerr"][rest], ref["magerr"][rest]
+        )
+        pulls.append(z)
+    z = np.concatenate(pulls)
+    # the core is calibrated; the corners of the response a low order cannot follow
+    # leave a mild tail (rms ~1.15 at order 0-1), not the many-sigma errors of a
+    # constant fitted without widening
+    assert robust_sigma(z) == pytest.approx(1.0, abs=0.1)
+    assert np.sqrt(np.mean(z**2)) < 1.25
+    if n_stars == 14:
+        assert 0 in orders
+
+
+def test_no_calibration_possible_names_the_reason():
+    table, ref, _ = simulate(n=29, var_frac=0.0)  # 9 stars with a flux
+    with pytest.raises(ValueError, match="no photometric calibration possible: [0-9] cal"):
+        calibrate_search_catalog(table, ref, shape=(NY, NX))

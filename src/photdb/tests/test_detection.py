@@ -101,8 +101,12 @@ def test_few_stars_fallback(scene):
     crowded ones, then every peak; always the brightest first."""
     cal = scene["found"][scene["found"]["calib"]]
     for n in (len(cal) + 1, 10_000):
-        more = detect_calibration_stars(scene["img"] - SKY, variance=scene["var"],
-                                        fwhm_pix=FWHM, config=replace(CFG, min_stars=n))
+        more = detect_calibration_stars(
+            scene["img"] - SKY,
+            variance=scene["var"],
+            fwhm_pix=FWHM,
+            config=replace(CFG, min_stars=n),
+        )
         c2 = more[more["calib"]]
         assert len(c2) > len(cal)
         assert np.all(np.diff(np.asarray(c2["flux"])) <= 0)

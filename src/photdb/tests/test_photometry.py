@@ -144,8 +144,14 @@ def test_forced_psf_cache_changes_no_number(scene, local_sky):
     y = np.r_[scene["y"], 100.7]
     base = PhotometryConfig(forced_local_sky=local_sky)
     out = [
-        measure_forced(data, x, y, variance=scene["var"], psf=scene["psf"],
-                       config=replace(base, forced_cache_psf=cache))  # fmt: skip
+        measure_forced(
+            data,
+            x,
+            y,
+            variance=scene["var"],
+            psf=scene["psf"],
+            config=replace(base, forced_cache_psf=cache),
+        )  # fmt: skip
         for cache in (True, False)
     ]
     assert out[0].colnames == out[1].colnames

@@ -24,6 +24,7 @@ from photdb.sim import (
     simulate_survey,
     star_magnitudes,
 )
+from photdb.sim.field import positions_at
 
 SMALL = SimConfig(
     nx=200,
@@ -248,7 +249,9 @@ def test_header_wcs_is_off_by_configured_error_and_truth_is_exact(survey):
             o = _obs(truth, ep["exposure"], chip)
             o = o[o["on_chip"]]
             s = stars[o["star_id"]]
-            x, y = truth.true_wcs(ep["exposure"], chip).wcs_world2pix(s["ra"], s["dec"], 0)
+            # truth ra, dec hold at the survey's start; each exposure sees the stars moved
+            ra, dec = positions_at(s, float(ep["mjd"]), SMALL)
+            x, y = truth.true_wcs(ep["exposure"], chip).wcs_world2pix(ra, dec, 0)
             assert np.max(np.hypot(x - o["x"], y - o["y"])) < 1e-6
             resp = truth.response(ep["exposure"], chip, o["x"], o["y"])
             assert np.allclose(resp, o["response"], rtol=1e-12)

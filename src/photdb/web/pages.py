@@ -293,18 +293,12 @@ class Pages:
 
         def load(conn):
             counts = api.repeat_counts(filter=band, conn=conn)
-            cands = api.variable_candidates(filter=band, min_repeats=min_rep, limit=None,
-                                            conn=conn)  # fmt: skip
-            keep = np.ones(len(cands), bool)
-            if mag_min is not None:
-                keep &= np.asarray(cands["ref_mag"], float) >= mag_min
-            if mag_max is not None:
-                keep &= np.asarray(cands["ref_mag"], float) <= mag_max
-            if coord is not None and len(cands):
-                keep &= cands["coord"].separation(coord) <= radius
-            cands = cands[keep]
-            total = len(cands)
-            cands = cands[:limit]
+            # filtered, ordered and cut in SQL (an index scan of galrefstats)
+            where = dict(filter=band, min_repeats=min_rep, mag_range=(mag_min, mag_max),
+                         position=coord, radius=radius)  # fmt: skip
+            cands = api.variable_candidates(limit=limit, conn=conn, **where)
+            total = api.count_candidates(conn=conn, **where)
+            outliers = api.reference_outliers(filter=band, limit=limit, conn=conn)
             worst = browse.strongest_detections(conn, [int(i) for i in cands["refsource_id"]])
             filters = [
                 r[0]
@@ -312,14 +306,15 @@ class Pages:
                     "SELECT DISTINCT filter FROM galexposures WHERE filter IS NOT NULL ORDER BY 1"
                 )
             ]
-            return counts, cands, worst, total, filters  # fmt: skip
+            return counts, cands, worst, total, filters, outliers  # fmt: skip
 
-        counts, cands, worst, total, filters = await self.run(load)
+        counts, cands, worst, total, filters, outliers = await self.run(load)
         rows = _rows(cands[[c for c in cands.colnames if c != "coord"]])
         for r in rows:
             r["search_stamp"] = worst.get(int(r["refsource_id"]))
         return _html("candidates.html", title="variable candidates", counts=_rows(counts),
                      rows=rows, total=total, limit=limit, filters=filters,
+                     outliers=_rows(outliers),
                      form={"filter": band or "", "min_repeats": min_rep,
                            "mag_min": "" if mag_min is None else mag_min,
                            "mag_max": "" if mag_max is None else mag_max,

@@ -97,6 +97,9 @@ def test_radius_json_and_full_tables(env, invoke, db_settings, tmp_path):
     assert (tmp_path / "ss.txt").read_text().startswith("#TYPE=EXTENDED\n")
     code, out, _ = invoke("variables", "--json")
     assert code == 0 and json.loads(out)["candidates"] == []
+    assert json.loads(out)["reference_outliers"] == []
+    code, out, _ = invoke("stats", "rebuild")
+    assert code == 0 and "statistics of 0 reference source(s) rebuilt" in out
     # the real command, piped: the table is complete, every column and no cut cell
     r = run(env, "lightcurve", "VY UMi")
     assert r.returncode == 0, r.stderr

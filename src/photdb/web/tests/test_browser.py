@@ -66,7 +66,9 @@ def _shot(driver, name: str) -> None:
 def top(web):
     with connect("readonly", web.settings) as conn:
         return conn.execute(
-            "SELECT refsource_id FROM galvarobjs GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+            # the top variable candidate (reference outliers are listed apart)
+            "SELECT refsource_id FROM galrefstats WHERE n_det > 0 AND NOT ref_outlier"
+            " ORDER BY n_det DESC, refsource_id LIMIT 1"
         ).fetchone()[0]
 
 

@@ -29,13 +29,17 @@ def facts(web):
     """Ids the tests need, read straight from the database."""
     with connect("readonly", web.settings) as conn:
         top = conn.execute(
-            "SELECT refsource_id, count(*) FROM galvarobjs GROUP BY 1 HAVING count(*) >= 2"
-            " ORDER BY 2 DESC, 1 LIMIT 1"
+            "SELECT refsource_id, count(*) FROM galvarobjs WHERE refsource_id NOT IN"
+            " (SELECT refsource_id FROM galrefstats WHERE ref_outlier)"
+            " GROUP BY 1 HAVING count(*) >= 2 ORDER BY 2 DESC, 1 LIMIT 1"
         ).fetchone()
         n_forced = conn.execute("SELECT count(*) FROM galsources WHERE ref_id = %s",
                                 [top[0]]).fetchone()[0]  # fmt: skip
         ss = conn.execute("SELECT id FROM objects WHERE vsx_name = 'SS Cyg'").fetchone()[0]
-    return {"top": int(top[0]), "ndet": int(top[1]), "n_forced": int(n_forced), "sscyg": ss}
+        outlier = conn.execute("SELECT min(refsource_id) FROM galrefstats WHERE ref_outlier"
+                               ).fetchone()[0]  # fmt: skip
+    return {"top": int(top[0]), "ndet": int(top[1]), "n_forced": int(n_forced), "sscyg": ss,
+            "outlier": outlier}  # fmt: skip
 
 
 def test_home_and_search(web, facts):
@@ -107,6 +111,10 @@ def test_candidates_page_and_stamps(web, facts):
     assert r.status_code == 200
     assert "Repeated Detections" in r.text and "Number of Objects" in r.text
     assert f'href="/lightcurve?refsource={facts["top"]}"' in r.text
+    if facts["outlier"] is not None:  # shown apart, after the candidates, never among them
+        cands, _, outl = r.text.partition('id="reference-outliers"')
+        assert f'refsource={facts["outlier"]}"' in outl
+        assert f'refsource={facts["outlier"]}"' not in cands
     stamps = re.findall(r'src="(/stamp/\d+\.png)"', r.text)
     assert len(stamps) >= 2
     for url in stamps[:2]:

@@ -268,7 +268,7 @@ def test_tap_tables_and_tap_schema(vo):
     )
     # in the table's column order (migration 0009: 8-byte columns first)
     assert list(res["column_name"])[:5] == ["id", "ra", "dec", "ref_id", "galimage_id"]
-    assert len(tap.run_sync("SELECT * FROM TAP_SCHEMA.tables")) == 11
+    assert len(tap.run_sync("SELECT * FROM TAP_SCHEMA.tables")) == 13  # 8 + TAP_SCHEMA
     assert len(tap.run_sync("SELECT * FROM TAP_SCHEMA.keys")) >= 1
 
 
@@ -597,11 +597,12 @@ def test_translation_rejects_without_a_server():
 
 
 def test_tap_schema_migration_is_current(vo):
-    """The shipped 0008 migration is what the published metadata and the migrated schema
-    give now (after a migration changes a published table, regenerate it:
-    ``python -m photdb.web.metadata > src/photdb/db/migrations/0008.tap-schema.sql``)."""
+    """The shipped TAP_SCHEMA migration is what the published metadata and the migrated
+    schema give now (after a migration changes a published table, write a new one:
+    ``python -m photdb.web.metadata > src/photdb/db/migrations/NNNN.tap-schema.sql`` with
+    the next number, named in ``TAP_SCHEMA_MIGRATION``)."""
     from photdb.db.migrate import migrations_dir
-    from photdb.web.metadata import tap_schema_sql
+    from photdb.web.metadata import TAP_SCHEMA_MIGRATION, tap_schema_sql
 
     _, settings, _ = vo
     with _admin(settings) as conn:
@@ -609,8 +610,10 @@ def test_tap_schema_migration_is_current(vo):
         owner = conn.execute(
             "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'tap_schema'"
         ).fetchall()
-    shipped = (migrations_dir() / "0008.tap-schema.sql").read_text()
-    assert generated == shipped, "TAP_SCHEMA is stale: regenerate 0008.tap-schema.sql"
+    newest = sorted(migrations_dir().glob("*.tap-schema.sql"))[-1]
+    assert newest.name == TAP_SCHEMA_MIGRATION + ".sql"
+    shipped = newest.read_text()
+    assert generated == shipped, f"TAP_SCHEMA is stale: write a new {newest.name}"
     assert owner == [(settings.user("admin"),)]
     with psycopg.connect(host=settings.host, port=settings.port, dbname=settings.dbname,
                          user=settings.user("readonly"),
