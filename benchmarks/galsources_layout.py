@@ -34,11 +34,9 @@ Bigger, only some variants::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -48,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from _bench import log, run_and_write
 from psycopg import sql
 
 from photdb.db.embedded import ensure_embedded
@@ -1001,11 +1000,6 @@ class Bench:
 # --------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------
-def log(msg: str) -> None:
-    """Progress on stderr, with a timestamp."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def _ratio(x: float | None, base: float | None) -> str:
     if x is None or not base:
         return ""
@@ -1150,21 +1144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables and write the JSON results."""
     args = parse_args(argv)
-    bench = Bench(args)
-    t0 = time.perf_counter()
-    try:
-        bench.start()
-        res = bench.run()
-    finally:
-        bench.close()
-    res["config"]["wall_s"] = time.perf_counter() - t0
-    text = report(res)
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=1, default=float) + "\n")
-    args.output.with_suffix(".txt").write_text(text + "\n")
-    log(f"wrote {args.output} after {res['config']['wall_s']:.0f} s")
-    return 0
+    return run_and_write(Bench(args), args.output, report)
 
 
 if __name__ == "__main__":

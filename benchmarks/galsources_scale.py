@@ -46,11 +46,9 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -58,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from _bench import log, run_and_write
 from astropy.table import Table
 
 from photdb.db.copy import Column, encode_binary_copy
@@ -73,11 +72,6 @@ SEED_FALLBACK = (
 )
 NOTEBOOK_ID, NOTEBOOK_RA, NOTEBOOK_DEC = "284560863", "271.486119431597", "-28.9101692547778"
 FLOATS = ("mag", "magerr", "magerr_raw", "flux", "dflux", "x", "y", "qf", "rchi2", "fracflux")
-
-
-def log(msg: str) -> None:
-    """Progress on stderr with a timestamp."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def summarise(ms: list[float]) -> dict:
@@ -560,21 +554,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run, print, write JSON and text."""
     args = parse_args(argv)
-    run = Run(args)
-    t0 = time.perf_counter()
-    try:
-        run.start()
-        res = run.run()
-    finally:
-        run.close()
-    res["config"]["wall_s"] = time.perf_counter() - t0
-    text = report(res)
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=1, default=float) + "\n")
-    args.output.with_suffix(".txt").write_text(text + "\n")
-    log(f"wrote {args.output} after {res['config']['wall_s']:.0f} s")
-    return 0
+    return run_and_write(Run(args), args.output, report)
 
 
 if __name__ == "__main__":
