@@ -160,6 +160,12 @@ THRESHOLDS = (5.0, 6.0, 7.0, 8.0, 10.0, 15.0)
 MAG_BINS = ((14.0, 19.0), (19.0, 20.0), (20.0, 21.0), (21.0, 22.0))
 
 
+def _inner(xy_naxis: np.ndarray, edge: float) -> np.ndarray:
+    """Rows ``(x, y, naxis1, naxis2)`` at least ``edge`` pixels inside their image."""
+    x, y, nx, ny = (xy_naxis[:, j] for j in range(4))
+    return (x >= edge) & (y >= edge) & (x <= nx - 1 - edge) & (y <= ny - 1 - edge)
+
+
 def _fetch(conn, band):
     """Reference rows and forced rows of one filter as float arrays."""
     refs = np.array(
@@ -361,8 +367,8 @@ def issue12_numbers(settings, truth, cfg, edge) -> dict:
     """The numbers issue 12 asks for, per filter: reference completeness per true-mag
     bin (true stars >= ``edge`` pix inside the first reference exposure's chips with a
     reference source within 0.4"), absolute astrometry of bright isolated constant
-    reference stars (r < 18.5, arcsec rms and 3σ-clipped rms, truth at the reference
-    epoch), recall of clear variables (true change >= 20σ on >= 2 epochs, stored on >= 2),
+    reference stars (r < 18.5, outside the edge band, arcsec rms and 3σ-clipped rms,
+    truth at the reference epoch), recall of clear variables (true change >= 20σ on >= 2 epochs, stored on >= 2),
     clean constant stars stored on >= 2 epochs, false detections per image, and the
     calibration orders used."""
     from astropy.coordinates import SkyCoord
@@ -399,9 +405,11 @@ def issue12_numbers(settings, truth, cfg, edge) -> dict:
             _, d, _ = tcoord[sid].match_to_catalog_sky(rc)
             mag0 = star_magnitudes(stars, float(ep["mjd"][e0]), band)
             comp = M.completeness(mag0[sid], d.arcsec < 0.4, COMPLETENESS_BINS)
-            # astrometry of bright isolated constant reference stars
+            # astrometry of bright isolated constant reference stars, whole on the chip (at
+            # the edge, x or y within the edge band, a star's PSF is cut and its centroid off)
             idx, sep, _ = rc.match_to_catalog_sky(tcoord)
             bright = (refs[:, 3] < 18.5) & (sep.arcsec < 1.0) & iso[idx] & (kind[idx] == "constant")
+            bright &= _inner(refs[:, 6:10], edge)
             rms, rms_clip = M.clipped_rms(sep.arcsec[bright])
             # recall of clear variables, constant stars stored on >= 2 epochs
             sel = ep["filter"] == band
@@ -412,6 +420,9 @@ def issue12_numbers(settings, truth, cfg, edge) -> dict:
             pos = {int(v): k for k, v in enumerate(refs[:, 0])}
             k = np.array([pos[int(v)] for v in f[:, 0]])
             matched = sep.arcsec < 0.3
+            # points the pipeline reports at all: outside the variability edge band of the
+            # search image and of the reference (nothing is reported there, by design)
+            reportable = _inner(f[:, 4:8], edge) & _inner(refs[k][:, 6:10], edge)
             per_sig, per_det = [], []
             for kr in np.flatnonzero(matched & (kind[idx] == "periodic")):
                 w = k == kr
@@ -419,12 +430,14 @@ def issue12_numbers(settings, truth, cfg, edge) -> dict:
                     continue
                 s_ = idx[kr]
                 true_dm = star_magnitudes_at(stars, np.full(w.sum(), s_), f[w, 8], band)
-                per_sig.append((true_dm - ref_true[s_]) / np.hypot(f[w, 2], refs[kr, 4]))
+                true_sig = (true_dm - ref_true[s_]) / np.hypot(f[w, 2], refs[kr, 4])
+                per_sig.append(np.where(reportable[w], true_sig, 0.0))
                 per_det.append(ndet.get(int(refs[kr, 0]), 0))
             const = matched & (kind[idx] == "constant") & iso[idx]
             n_const2 = int(sum(ndet.get(int(v), 0) >= 2 for v in refs[const, 0]))
             # the cut: the same numbers at each threshold, from the points' significances
             sig = (f[:, 1] - refs[k, 3]) / np.hypot(f[:, 2], refs[k, 4])
+            sig = np.where(reportable, sig, np.nan)
             per_obs = [sig[k == kr] for kr in np.flatnonzero(matched & (kind[idx] == "periodic"))
                        if (k == kr).any()]  # fmt: skip
             cmask = const[k] & np.isfinite(sig)

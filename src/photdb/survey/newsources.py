@@ -7,9 +7,7 @@
    different search images within ``match_radius_fwhm`` of each other are one source;
    one seen on at least ``min_images`` images, and brighter than on the reference by
    ``min_brightening_sigma`` on at least ``min_images`` of them each (a faint star the
-   reference merely missed is not new, nor made new by one artefact-bright image; the
-   reference is measured both by a forced fit at the group's position and, like the
-   search images, in its own forced-fit residual, and the brighter of the two counts), is
+   reference merely missed is not new, nor made new by one artefact-bright image), is
    measured by forced photometry on the reference image and added to its catalogue as a
    reference ``galsources`` row (``ref_id`` NULL), flagged in ``galnewsources`` with the
    image that found it. Search images processed later force it like any reference
@@ -168,32 +166,6 @@ def _reference_forced(conn, reference_id: int, extra: Table, config: PipelineCon
     return out
 
 
-def _reference_residual(conn, reference_id: int, cand: Table, radius: float,
-                        config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Each candidate group as the reference's own residual shows it: calibrated flux, σ.
-
-    The reference image is forced at its own catalogue and its residual searched exactly
-    as a search image's is, so a star the reference catalogue missed (or merged into a
-    neighbour) is measured on the reference the way the search images measured it. NaN
-    where the reference's residual has nothing within ``radius`` arcsec.
-    """
-    ref = store.fetch_reference_table(conn, reference_id)
-    path, hdu = book.image_file(conn, reference_id)
-    found = reduce_search(read_chip(path, hdu, config=config), ref, config=config).new_sources
-    flux, dflux = np.full(len(cand), np.nan), np.full(len(cand), np.nan)
-    if len(found) == 0 or len(cand) == 0:
-        return flux, dflux
-    dec0 = float(np.median(np.asarray(cand["dec"], float)))
-    d, k = cKDTree(_tangent(found["ra"], found["dec"], dec0)).query(
-        _tangent(cand["ra"], cand["dec"], dec0)
-    )
-    hit = d <= radius
-    mag, magerr = np.asarray(found["mag"], float)[k], np.asarray(found["magerr"], float)[k]
-    f = 10.0 ** (-0.4 * mag)
-    flux[hit], dflux[hit] = f[hit], (f * magerr / MAG_PER_FLUX_FRACTION)[hit]
-    return flux, dflux
-
-
 def _promote(conn: psycopg.Connection, reference_id: int, config: PipelineConfig):
     """Confirm repeated candidates of one reference; add the new ones. Returns (added, on_ref)."""
     ncfg = config.newsources
@@ -252,11 +224,6 @@ def _promote(conn: psycopg.Connection, reference_id: int, config: PipelineConfig
         # new: brighter than on the reference on >= min_images images *each* (a group's
         # mean would let one artefact-bright image carry a faint star the reference shows)
         ref_f, ref_df = np.asarray(forced["cflux"], float), np.asarray(forced["dcflux"], float)
-        # ... and as bright as the reference's own residual shows it there, if it does (a
-        # star the reference catalogue missed: its light went to the neighbours' fits)
-        res_f, res_df = _reference_residual(conn, reference_id, cand, radius, config)
-        use = np.isfinite(res_f) & (np.nan_to_num(res_f, nan=-np.inf) > ref_f)
-        ref_f, ref_df = np.where(use, res_f, ref_f), np.where(use, res_df, ref_df)
         bright = np.zeros(len(groups), np.int64)
         for j, g in enumerate(groups):
             excess = flux[g] - ref_f[j]
