@@ -369,8 +369,8 @@ def issue12_numbers(settings, truth, cfg, edge) -> dict:
     reference source within 0.4"), absolute astrometry of bright isolated constant
     reference stars (r < 18.5, outside the edge band, arcsec rms and 3σ-clipped rms,
     truth at the reference epoch), recall of clear variables (true change >= 20σ on >= 2
-    reportable epochs, stored on >= 2), clean constant stars stored on >= 2 epochs, false detections per image, and the
-    calibration orders used."""
+    reportable epochs, stored on >= 2), clean constant stars stored on >= 2 epochs, false
+    detections per image, and the calibration orders used."""
     from astropy.coordinates import SkyCoord
 
     from photdb.db import connect
