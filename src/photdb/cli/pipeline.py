@@ -168,9 +168,9 @@ def variables(
 ) -> None:
     """Repeat counts (the notebook's first query), then variable candidates, worst first.
 
-    Reference outliers are listed apart: stars whose search epochs agree with each other
-    but not with the reference (the reference is off, not the star).
-    New sources added to the reference after it was made (transients) are marked "new".
+    Reference outliers are listed apart: their search epochs agree with each
+    other, not with the reference (the reference is off, not the star).
+    New sources added after the reference was made (transients) are marked "new".
 
     Examples: photdb variables --min-repeats 2 --cross-filter ·
     photdb variables -f g_decam --json > candidates.json ·
