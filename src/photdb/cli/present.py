@@ -70,13 +70,15 @@ def outliers_table(outliers) -> RichTable:
     """Reference outliers: the reference is off, not the star (never variable candidates)."""
     t = RichTable(title="reference outliers (search epochs agree, the reference differs)")
     for name in ("refid", "filter", "ra", "dec", "ref mag", "search mean", "offset", "σ",
-                 "epochs", "#dets"):  # fmt: skip
+                 "epochs", "#dets", "offset vs other refs"):  # fmt: skip
         t.add_column(name, justify="left" if name == "filter" else "right", no_wrap=True)
     for r in outliers:
+        others = (f"{r['remeasured_offset']:+.3f} ({r['n_members']})"
+                  if r["n_members"] > 0 else "-")  # fmt: skip
         t.add_row(str(r["refsource_id"]), band_label(str(r["filter"])), f"{r['ra']:.5f}",
                   f"{r['dec']:.5f}", f"{r['ref_mag']:.3f}", f"{r['mean_mag']:.3f}",
                   f"{r['ref_offset']:+.3f}", f"{r['ref_offset_sigma']:.1f}",
-                  str(r["n_epochs"]), str(r["n_det"]))  # fmt: skip
+                  str(r["n_epochs"]), str(r["n_det"]), others)  # fmt: skip
     return t
 
 

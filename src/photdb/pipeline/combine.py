@@ -86,6 +86,7 @@ def reduce_reference_set(
     ReferenceResult
         ``catalog["n_ref"]`` is the number of references used per source;
         ``catalog["mag_primary"]`` keeps the primary's own value;
+        ``catalog["mag_refs"]``, ``["magerr_refs"]`` (n × images) every image's, primary first;
         ``stats.references`` holds each other reference's search stats.
     """
     ref = reduce_reference(
@@ -114,6 +115,8 @@ def reduce_reference_set(
     out["mag"], out["magerr"] = mag, magerr
     out["mag"].unit = out["magerr"].unit = "mag"
     out["n_ref"] = n_used.astype(np.int64)
+    # each image's own value, primary first (kept so an outlier can be re-measured)
+    out["mag_refs"], out["magerr_refs"] = mags.T, errs.T
     stats = replace(
         ref.stats,
         n_references=1 + len(others),

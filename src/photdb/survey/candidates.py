@@ -182,7 +182,19 @@ OUTLIER_COLUMNS = {
     "n_det": np.int64,
     "chi2nu": float,
     "reference_image": np.int64,
+    "n_members": np.int64,
+    "remeasured_mag": float,
+    "remeasured_offset": float,
 }
+
+#: the set's other images' median magnitude of each outlier (the primary left out)
+_REMEASURED = """
+SELECT m.refsource_id, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY m.mag)
+FROM galrefmembers m
+WHERE m.refsource_id = ANY(%s) AND m.member_image <> m.reference_image AND m.mag IS NOT NULL
+GROUP BY m.refsource_id
+"""
 
 
 def reference_outliers(
@@ -200,15 +212,29 @@ def reference_outliers(
         :data:`OUTLIER_COLUMNS`; ``ref_offset`` is the weighted mean of (search -
         reference), mag, ``ref_offset_sigma`` its significance (reference error
         included), ``mean_mag`` the search epochs' weighted mean: what the reference
-        magnitude probably should be.
+        magnitude probably should be. Re-measured from the reference set's other images
+        (not the primary; a set of one image has none): ``n_members`` images measured
+        it, ``remeasured_mag`` is their median and ``remeasured_offset`` is
+        ``mean_mag - remeasured_mag``. When it is as large as ``ref_offset`` every
+        reference image shares the offset (the reference nights, or a change before
+        the search epochs); when it is ~0 only the primary was off.
     """
     where, params = _where(filter, None, None, None)
     lim = ""
     if limit is not None:
         lim, params["limit"] = "LIMIT %(limit)s", int(limit)
-    stmt = (f"SELECT {', '.join(OUTLIER_COLUMNS)} FROM galrefstats WHERE ref_outlier {where}"
+    stored = list(OUTLIER_COLUMNS)[:-3]
+    stmt = (f"SELECT {', '.join(stored)} FROM galrefstats WHERE ref_outlier {where}"
             f" ORDER BY abs(ref_offset_sigma) DESC, refsource_id {lim}")  # fmt: skip
     rows = conn.execute(stmt, params).fetchall()
+    members = {}
+    if rows:
+        members = {r[0]: r[1:] for r in conn.execute(_REMEASURED, [[r[0] for r in rows]])}
+    mean_at = stored.index("mean_mag")
+    rows = [(*r, *((members[r[0]][0], members[r[0]][1],
+                    None if r[mean_at] is None else r[mean_at] - members[r[0]][1])
+                   if r[0] in members else (0, None, None)))
+            for r in rows]  # fmt: skip
     nulls = {float: np.nan, np.int64: -1, "U16": ""}
     cols = {
         name: np.array([nulls[t] if r[k] is None else r[k] for r in rows], dtype=t)

@@ -211,7 +211,11 @@ def run_reference(
                 return ImageOutcome(task.galimage_id, "reference", "busy", "claim taken over")
             store.insert_provenance(cur, res.stats.provenance_id, config.to_dict(),
                                     photdb.__version__)  # fmt: skip
-            store.write_sources(cur, task.galimage_id, cat)
+            ids = store.write_sources(cur, task.galimage_id, cat)
+            if "mag_refs" in cat.colnames:
+                images = [task.galimage_id, *(mid for mid, _, _ in task.members)]
+                store.write_reference_members(cur, task.galimage_id, ids, images,
+                                              cat["mag_refs"], cat["magerr_refs"])  # fmt: skip
             if hooks.after_copy is not None:
                 hooks.after_copy(task.galimage_id)
             timings = dict(res.stats.timings_s)

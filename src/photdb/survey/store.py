@@ -38,6 +38,7 @@ __all__ = [
     "lock_unfinished",
     "mark_failed",
     "update_image",
+    "write_reference_members",
     "write_sources",
     "write_variables",
 ]
@@ -198,6 +199,34 @@ def write_variables(
         ],
     )
     return n
+
+
+def write_reference_members(
+    cur: psycopg.Cursor,
+    reference_image: int,
+    refsource_ids: np.ndarray,
+    member_images: list[int],
+    mag: np.ndarray,
+    magerr: np.ndarray,
+) -> int:
+    """COPY each reference image's own magnitude of each source into galrefmembers.
+
+    ``mag``, ``magerr`` are (sources × images), columns in ``member_images`` order
+    (the primary first); NaN is stored as NULL. Returns the number of rows.
+    """
+    ids = np.asarray(refsource_ids, np.int64)
+    mag, magerr = np.asarray(mag, float), np.asarray(magerr, float)
+    k = len(member_images)
+    if ids.size == 0 or k == 0:
+        return 0
+    copy_columns(cur, "galrefmembers", [
+        Column("refsource_id", "int8", np.repeat(ids, k)),
+        Column("reference_image", "int4", np.full(ids.size * k, reference_image, np.int64)),
+        Column("member_image", "int4", np.tile(np.asarray(member_images, np.int64), ids.size)),
+        Column("mag", "float4", mag.reshape(-1)),
+        Column("magerr", "float4", magerr.reshape(-1)),
+    ])  # fmt: skip
+    return ids.size * k
 
 
 def insert_provenance(
