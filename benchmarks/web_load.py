@@ -12,6 +12,8 @@ the field, one COPY per "exposure" in sky order as the pipeline writes them) to 
 * ``--clients`` concurrent clients (asyncio + httpx, one process) asking, in turn,
   for the light-curve page of a candidate (``/lightcurve?refsource=``) and for a 1′ cone
   (``/scs/galsources?RA=&DEC=&SR=0.01667&VERB=1``) around random field positions,
+  each next request sent as soon as the last is answered, or after a random pause of
+  ``--think`` seconds on average,
 
 for ``--seconds`` (bounded) or until the writers finish, whichever is later but at
 most twice ``--seconds``. Printed: p50/p90/p99 per request kind, errors, requests
@@ -22,6 +24,7 @@ Examples
 --------
     nice -n 5 .venv/bin/python benchmarks/web_load.py
     nice -n 5 .venv/bin/python benchmarks/web_load.py --json benchmarks/results/web_load_1e6.json
+    nice -n 5 .venv/bin/python benchmarks/web_load.py --think 0.2 --writer-nice 10
 """
 
 from __future__ import annotations
@@ -115,7 +118,9 @@ def prepare(home: Path, rows: float) -> tuple[list[int], tuple[float, float, flo
     return [int(c) for c in cands], (float(ra0), float(dec0), size)
 
 
-async def clients(base: str, n: int, seconds: float, cands, field, stop_when) -> dict:
+async def clients(
+    base: str, n: int, seconds: float, cands, field, stop_when, think: float = 0.0
+) -> dict:
     import httpx
 
     lat: dict[str, list[float]] = {"lightcurve page": [], "1' cone (SCS)": []}
@@ -150,6 +155,8 @@ async def clients(base: str, n: int, seconds: float, cands, field, stop_when) ->
                         lat[kind].append(ms)
                 except httpx.HTTPError as exc:
                     errors.append(f"{kind}: {type(exc).__name__}")
+                if think > 0:  # a person or a script between requests: exponential pauses
+                    await asyncio.sleep(rnd.expovariate(1.0 / think))
 
     await asyncio.gather(*(one(k) for k in range(n)))
     return {"latencies": lat, "errors": errors}
@@ -187,6 +194,18 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--baseline", type=int, default=40, help="requests of each kind alone")
+    ap.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean pause (s) of each client between requests; 0: none (closed loop)",
+    )
+    ap.add_argument(
+        "--writer-nice",
+        type=int,
+        default=0,
+        help="run the ingest and the process at this much lower CPU priority",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="photdb-webload-"))
@@ -206,6 +225,7 @@ def main() -> int:
         port = _port()
         base = f"http://127.0.0.1:{port}"
         photdb = [sys.executable, "-m", "photdb"]
+        writer = ["nice", "-n", str(args.writer_nice), *photdb] if args.writer_nice else photdb
         procs.append(subprocess.Popen([*photdb, "serve", "--port", str(port), "--workers",
                                        str(args.workers)], stdout=subprocess.DEVNULL))  # fmt: skip
         import httpx
@@ -224,9 +244,9 @@ def main() -> int:
             + ", ".join(f"{k} p50 {pct(v, 50):.0f} ms" for k, v in base_lat.items())
         )
         log(f"starting ingest + process and {args.clients} clients")
-        ingest = subprocess.Popen([*photdb, "ingest", str(home / "simB")],
+        ingest = subprocess.Popen([*writer, "ingest", str(home / "simB")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-        proc = subprocess.Popen([*photdb, "process", "-f", "r_decam", "-j", "1"],
+        proc = subprocess.Popen([*writer, "process", "-f", "r_decam", "-j", "1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         procs += [ingest, proc]
         waits, t0 = [], time.monotonic()
@@ -241,7 +261,7 @@ def main() -> int:
             from photdb.settings import load_settings
 
             task = asyncio.create_task(clients(base, args.clients, args.seconds, cands, field,
-                                               writers_done))  # fmt: skip
+                                               writers_done, args.think))  # fmt: skip
             with connect("admin", load_settings(), autocommit=True) as conn:
                 while not task.done():
                     try:
@@ -258,6 +278,7 @@ def main() -> int:
         ingest_rc, proc_rc = ingest.wait(600), proc.wait(1200)
         result = {
             "rows": args.rows, "clients": args.clients, "workers": args.workers,
+            "think_s": args.think, "writer_nice": args.writer_nice,
             "seconds": round(elapsed, 1), "ingest_rc": ingest_rc, "process_rc": proc_rc,
             "lock_wait_samples_max": max(waits or [0]), "lock_wait_samples": len(waits),
             "errors": len(out["errors"]), "error_kinds": sorted(set(out["errors"]))[:5],
@@ -269,6 +290,8 @@ def main() -> int:
                 "p50_ms": round(pct(ms, 50), 1),
                 "p99_ms": round(pct(ms, 99), 1),
             }
+        served = sum(len(ms) for ms in out["latencies"].values())
+        result["requests_per_s"] = round(served / elapsed, 1)
         for kind, ms in out["latencies"].items():
             result[kind] = {"n": len(ms), "p50_ms": round(pct(ms, 50), 1),
                             "p90_ms": round(pct(ms, 90), 1), "p99_ms": round(pct(ms, 99), 1),

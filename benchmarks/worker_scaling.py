@@ -73,7 +73,9 @@ def _cluster(n: int):
 
 
 def _reset(settings, ids: list[int]) -> None:
+    """The search images back to 'new': their rows gone, the running statistics rebuilt."""
     from photdb.db import connect
+    from photdb.survey.refstats import rebuild
 
     with connect("writer", settings) as conn, conn.transaction():
         for table in ("galvarobjs", "galsources", "galclaims"):
@@ -83,6 +85,7 @@ def _reset(settings, ids: list[int]) -> None:
             " WHERE id = ANY(%s)",
             [ids],
         )
+        rebuild(conn)  # galrefstats holds the deleted points' sums otherwise
 
 
 def _span(settings, ids: list[int]) -> float:

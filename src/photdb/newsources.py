@@ -204,6 +204,7 @@ def find_new_sources(
     fwhm_pix: float,
     photometry: PhotometryConfig = PhotometryConfig(),
     config: NewSourceConfig = NewSourceConfig(),
+    model: np.ndarray | None = None,
 ) -> tuple[Table, list[Trail]]:
     """Sources in the residual of a forced fit that match no forced position.
 
@@ -223,6 +224,11 @@ def find_new_sources(
     photometry : PhotometryConfig
         Settings of the residual fit (the PSF is held fixed).
     config : NewSourceConfig
+    model : ndarray, optional
+        The forced fit's own model image (:func:`photdb.photometry.measure_forced`
+        with ``return_model``); without it the model is rendered from ``forced``
+        with 59-pixel stamps for every star, which costs as much again as the
+        forced fit's stamps.
 
     Returns
     -------
@@ -237,7 +243,11 @@ def find_new_sources(
     fy = np.asarray(forced["y"], float)
     ff = np.nan_to_num(np.asarray(forced["flux"], float))
     shape = data.shape
-    residual = np.asarray(data, float) - render_model(shape, fx, fy, ff, psf)
+    if model is None:
+        model = render_model(shape, fx, fy, ff, psf)
+    elif model.shape != shape:
+        raise ValueError(f"model shape {model.shape} is not the image's {shape}")
+    residual = np.asarray(data, float) - model
     trails, covered = find_trails(
         residual, variance=variance, mask=mask, fwhm_pix=fwhm_pix, config=config
     )
@@ -267,7 +277,8 @@ def find_new_sources(
     else:
         dref = np.full(len(x), np.inf)
     ok &= dref >= config.min_ref_dist_fwhm * fwhm_pix
-    sharp = _sharpness(residual, x, y, flux, psf, shape)
+    sharp = np.full(len(x), np.inf)
+    sharp[ok] = _sharpness(residual, x[ok], y[ok], flux[ok], psf, shape)
     ok &= sharp <= config.max_sharpness
     out = Table({"x": x[ok], "y": y[ok], "flux": flux[ok], "dflux": dflux[ok], "snr": snr[ok],
                  "sharpness": sharp[ok], "rchi2": np.asarray(det["rchi2"], float)[ok],

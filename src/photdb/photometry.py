@@ -521,7 +521,8 @@ def measure_forced(
     mask: np.ndarray | None = None,
     psf: Any,
     config: PhotometryConfig = PhotometryConfig(),
-) -> Table:
+    return_model: bool = False,
+) -> Table | tuple[Table, np.ndarray]:
     """Forced PSF photometry at fixed positions with ``crowdsource.fit_im_force``.
 
     Parameters
@@ -537,6 +538,8 @@ def measure_forced(
     psf : crowdsource PSF
         The PSF of this image (from :func:`measure_sources` on it).
     config : PhotometryConfig, optional
+    return_model : bool, default False
+        Also return the fit's model image.
 
     Returns
     -------
@@ -545,6 +548,10 @@ def measure_forced(
         order; plus ``x_shift, y_shift`` (pix), the last centroid offsets (0 when
         positions are held fixed).  Positions within 0.5 pix of the edge are clipped
         by crowdsource to 0.499 pix inside.
+    model : ndarray (ny, nx), float32
+        With ``return_model``: the fitted image, every star with its fitted flux in
+        the stamp the fit used (crowdsource sizes stamps by brightness) plus the
+        fit's sky; ``data - model`` is the fit's residual.
     """
     xs = np.array(x, dtype=np.float32, ndmin=1)
     ys = np.array(y, dtype=np.float32, ndmin=1)
@@ -562,7 +569,7 @@ def measure_forced(
         psf = _CachedPSF(psf)
     with _quiet(), _gc_frozen():
         # crowdsource order: first array = rows (our y)
-        stars, _model, _sky, _psf = cs.fit_im_force(
+        stars, model, _sky, _psf = cs.fit_im_force(
             im, ys.copy(), xs.copy(), psf, weight=weight, dq=dq,
             psfderiv=config.forced_recentroid, nskyx=0, nskyy=0, refit_psf=False,
             niter=config.forced_niter, **kw,
@@ -571,6 +578,8 @@ def measure_forced(
     t["x_shift"] = stars["delty"].astype(np.float64) if config.forced_recentroid else 0.0
     t["y_shift"] = stars["deltx"].astype(np.float64) if config.forced_recentroid else 0.0
     t["x_shift"].unit = t["y_shift"].unit = "pix"
+    if return_model:
+        return t, np.asarray(model, dtype=np.float32)
     return t
 
 

@@ -88,9 +88,9 @@ def reduce_search(
     with timer("forced"):
         xr, yr = sol.wcs.all_world2pix(ref_ra, ref_dec, 0)
         rows = np.flatnonzero(_on_chip(xr, yr, prep.data.shape, cfg.selection.forced_edge_pix))
-        forced = measure_forced(
+        forced, model = measure_forced(
             prep.data, xr[rows], yr[rows], variance=prep.variance, mask=prep.mask, psf=psf,
-            config=cfg.photometry,
+            config=cfg.photometry, return_model=True,
         )  # fmt: skip
         forced["x"], forced["y"] = xr[rows], yr[rows]
     cands, trails = None, []
@@ -99,7 +99,9 @@ def reduce_search(
             cands, trails = find_new_sources(
                 prep.data, forced, variance=prep.variance, mask=prep.mask, psf=psf,
                 fwhm_pix=_fwhm(prep, cfg), photometry=cfg.photometry, config=cfg.newsources,
+                model=model,
             )  # fmt: skip
+    del model
     with timer("calibration"):
         fit_ref = fit_reference(reference[rows], forced, cfg.selection)
         ped = None

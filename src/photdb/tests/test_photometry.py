@@ -115,6 +115,22 @@ def test_mask_flags_and_zero_weight(scene):
     assert cat["flux"][0] == pytest.approx(scene["flux"][k], rel=0.05)
 
 
+def test_forced_model_is_the_fit(scene):
+    """The model returned with the forced fit leaves noise, like a model rendered again."""
+    data, var = scene["img"] - SKY, scene["var"]
+    ft, model = measure_forced(data, scene["x"], scene["y"], variance=var, psf=scene["psf"],
+                               return_model=True)  # fmt: skip
+    assert model.shape == data.shape and model.dtype == np.float32
+    again = render_model(data.shape, ft["x"], ft["y"], np.nan_to_num(ft["flux"]), scene["psf"])
+    inner = (slice(10, -10), slice(10, -10))
+    chi_fit = ((data - model) / np.sqrt(var))[inner]
+    chi_again = ((data - again) / np.sqrt(var))[inner]
+    assert np.std(chi_fit) < 1.3 and np.std(chi_fit) <= np.std(chi_again) + 0.02
+    # the same stars: the two models differ by far less than the noise (the stamps' size)
+    assert np.std(((model - again) / np.sqrt(var))[inner]) < 0.2
+    assert np.std(data[inner] / np.sqrt(var[inner])) > 3  # the stars are there to remove
+
+
 def test_forced_photometry_recovers_flux_changes(scene):
     rng = np.random.default_rng(11)
     x, y, flux = scene["x"], scene["y"], scene["flux"]
