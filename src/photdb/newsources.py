@@ -58,7 +58,12 @@ class NewSourceConfig:
         Minimum PSF-flux signal-to-noise of a residual source; default 7.
     min_ref_dist_fwhm : float
         A candidate closer than this to a forced reference position (in PSF FWHM) is
-        that source's own change, not a new source; default 0.5.
+        that source's own change, not a new source; default 0.75. Measured on the
+        simulated fields of ``benchmarks/science_run.py``: at 0.5, in a field of 0.02
+        stars per pixel, 7 of 14 added sources were no transient or variable
+        (residuals 0.7–1″ beside constant stars); at 0.75 none of 5, with the same
+        transients found on both fields; at 1, two transients blended with stars
+        were lost.
     mask_margin_pix : float
         Minimum distance from masked pixels and the chip edge, pix; default 6.
     max_sharpness : float
@@ -89,7 +94,7 @@ class NewSourceConfig:
 
     enabled: bool = True
     nsigma: float = 7.0
-    min_ref_dist_fwhm: float = 0.5
+    min_ref_dist_fwhm: float = 0.75
     mask_margin_pix: float = 6.0
     max_sharpness: float = 1.6
     trail_threshold: float = 8.0
