@@ -189,11 +189,13 @@ OUTLIER_COLUMNS = {
 
 #: the set's other images' median magnitude of each outlier (the primary left out)
 _REMEASURED = """
-SELECT m.refsource_id, count(*),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY m.mag)
-FROM galrefmembers m
-WHERE m.refsource_id = ANY(%s) AND m.member_image <> m.reference_image AND m.mag IS NOT NULL
-GROUP BY m.refsource_id
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n_members,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY m.mag) AS remeasured_mag
+    FROM galrefmembers m
+    WHERE m.refsource_id = s.refsource_id AND m.member_image <> m.reference_image
+      AND m.mag IS NOT NULL
+) m ON true
 """
 
 
@@ -223,18 +225,10 @@ def reference_outliers(
     lim = ""
     if limit is not None:
         lim, params["limit"] = "LIMIT %(limit)s", int(limit)
-    stored = list(OUTLIER_COLUMNS)[:-3]
-    stmt = (f"SELECT {', '.join(stored)} FROM galrefstats WHERE ref_outlier {where}"
+    stmt = (f"SELECT {', '.join(list(OUTLIER_COLUMNS)[:-1])}, mean_mag - remeasured_mag"
+            f" FROM galrefstats s {_REMEASURED} WHERE ref_outlier {where}"
             f" ORDER BY abs(ref_offset_sigma) DESC, refsource_id {lim}")  # fmt: skip
     rows = conn.execute(stmt, params).fetchall()
-    members = {}
-    if rows:
-        members = {r[0]: r[1:] for r in conn.execute(_REMEASURED, [[r[0] for r in rows]])}
-    mean_at = stored.index("mean_mag")
-    rows = [(*r, *((members[r[0]][0], members[r[0]][1],
-                    None if r[mean_at] is None else r[mean_at] - members[r[0]][1])
-                   if r[0] in members else (0, None, None)))
-            for r in rows]  # fmt: skip
     nulls = {float: np.nan, np.int64: -1, "U16": ""}
     cols = {
         name: np.array([nulls[t] if r[k] is None else r[k] for r in rows], dtype=t)
