@@ -222,8 +222,9 @@ QUERIES = {
 
 
 def connect(server: EmbeddedServer) -> psycopg.Connection:
-    """Superuser session on the private socket."""
-    return psycopg.connect(**server.superuser_conninfo(DBNAME), autocommit=True)
+    """Superuser session on the private socket, JIT off as in photdb's own sessions."""
+    return psycopg.connect(**server.superuser_conninfo(DBNAME), autocommit=True,
+                           options="-c jit=off")  # fmt: skip
 
 
 def time_pass(conn: psycopg.Connection, targets: list[dict]) -> dict[str, list[float]]:
@@ -239,6 +240,11 @@ def time_pass(conn: psycopg.Connection, targets: list[dict]) -> dict[str, list[f
         t0 = time.perf_counter()
         queries.lightcurve_by_refsource(conn, p["ref"])
         out["lightcurve_by_refsource"].append((time.perf_counter() - t0) * 1e3)
+    out["sources_in_cone_1am"] = []  # photdb's API: 1' cone, binary results, astropy Table
+    for p in targets:
+        t0 = time.perf_counter()
+        queries.sources_in_cone(conn, p["ra"], p["dec"], 60.0)
+        out["sources_in_cone_1am"].append((time.perf_counter() - t0) * 1e3)
     return out
 
 
@@ -440,6 +446,12 @@ class Run:
                 f"cold p50 {v['cold']['p50']:.2f} p95 {v['cold']['p95']:.2f} ms"
             )
         self.res["seed_queries"] = seed_queries(self.conn, targets[0], a.seed_repeats)
+        # the same warm queries with PostgreSQL's JIT on (photdb's sessions turn it off)
+        self.conn.execute("SET jit = on")
+        jit = time_pass(self.conn, targets[: a.cones])
+        self.res["queries_jit_on"] = {k: summarise(v) for k, v in jit.items()}
+        self.res["seed_queries_jit_on"] = seed_queries(self.conn, targets[0], a.seed_repeats)
+        self.conn.execute("SET jit = off")
         self.res["index_depth"] = {
             name: self.conn.execute("SELECT level FROM bt_metap(%s)", [name]).fetchone()[0]
             for name in ("galsources_pkey", "galsources_q3c_idx")}  # fmt: skip
@@ -506,14 +518,20 @@ def report(r: dict) -> str:
         "",
         "QUERIES (ms)              warm p50   warm p95   cold p50   cold p95   rows",
     ]
+    jit, sjit = r.get("queries_jit_on", {}), r.get("seed_queries_jit_on", {})
+    if jit:
+        lines[-1] += "   warm p50 with JIT on"
     for k, v in q.items():
         lines.append(f"  {k:<24} {v['warm']['p50']:>8.2f} {v['warm']['p95']:>10.2f}"
                      f" {v['cold']['p50']:>10.2f} {v['cold']['p95']:>10.2f}"
-                     f" {r['query_rows'].get(k, ''):>6}")  # fmt: skip
-    lines += ["", f"SEED QUERIES with {r['galvarobjs_rows']:,} galvarobjs rows (ms)"]
+                     f" {r['query_rows'].get(k, ''):>6}"
+                     + (f"   {jit[k]['p50']:>8.2f}" if k in jit else ""))  # fmt: skip
+    lines += ["", f"SEED QUERIES with {r['galvarobjs_rows']:,} galvarobjs rows (ms)"
+              + (", JIT off / on" if sjit else "")]  # fmt: skip
     for k, v in r["seed_queries"].items():
         lines.append(f"  {k}: p50 {v['p50']:>9.2f}  max {v['max']:>9.2f}  rows {v['rows']:>5}"
-                     f"  ({v['plan_top']})")  # fmt: skip
+                     f"  ({v['plan_top']})"
+                     + (f"   JIT on p50 {sjit[k]['p50']:>9.2f}" if k in sjit else ""))  # fmt: skip
     lines += ["", "READER (1\" cone / light curve in turn) per phase: p50, p95, max ms,"
               " most lock requests waiting"]  # fmt: skip
     for ph, v in r["readers"].items():

@@ -59,11 +59,17 @@ def _root(
 ) -> None:
     """photdb: time-domain photometry on PostgreSQL."""
     state["verbose"] = verbose
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
-    )
+    level = logging.DEBUG if verbose else logging.WARNING
+    # the handler's own level too: libraries that set their loggers to INFO (Dask's
+    # scheduler and nanny) propagate to it; a plain line when stderr is not a terminal
+    # (rich would pad each record to the wide console)
+    if err_console.is_terminal:
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.setLevel(level)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("yoyo", "psycopg", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -32,6 +32,10 @@ SESSION_SETTINGS = {
     "lock_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
     "temp_buffers": "128MB",  # bulk loads stage rows in temporary tables
+    # photdb's queries are index lookups; on a large galsources the planner's cost
+    # passes jit_above_cost and compiling took 4-5 ms of a 1' cone's 11 ms
+    # (benchmarks/galsources_scale.py measures both)
+    "jit": "off",
 }
 
 

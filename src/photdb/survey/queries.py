@@ -250,10 +250,10 @@ def sources_in_cone(
 ) -> Table:
     """Pipeline measurements (``galsources``) within ``radius_arcsec`` of (ra, dec) deg,
     nearest first, at most ``limit``: :data:`SOURCE_COLUMNS` (NaN/-1 for NULL)."""
-    rows = conn.execute(
-        _CONE_SOURCES,
-        {"ra": float(ra), "dec": float(dec), "r": radius_arcsec / 3600.0, "limit": int(limit)},
-    ).fetchall()
+    # binary results: ~1.5x faster to fetch for a 1' cone's thousands of rows
+    params = {"ra": float(ra), "dec": float(dec), "r": radius_arcsec / 3600.0, "limit": int(limit)}
+    with conn.cursor(binary=True) as cur:
+        rows = cur.execute(_CONE_SOURCES, params).fetchall()
     types = (np.int64, float, float, float, float, str, float, bool, np.int64, np.int64,
              np.int64, float)  # fmt: skip
     nulls = {np.int64: -1, float: np.nan, str: "", bool: False}

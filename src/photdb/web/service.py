@@ -90,7 +90,7 @@ class ReadOnlyPool:
             "-c default_transaction_read_only=on "
             f"-c statement_timeout={self.timeout_ms} "
             "-c idle_in_transaction_session_timeout=60000 "
-            "-c lock_timeout=5000 -c search_path=public"
+            "-c lock_timeout=5000 -c search_path=public -c jit=off"
         )
         self.pool = ConnectionPool(
             kwargs={
@@ -107,6 +107,7 @@ class ReadOnlyPool:
         conn.execute("SET default_transaction_read_only = on")
         conn.execute(f"SET statement_timeout = {self.timeout_ms}")
         conn.execute("SET lock_timeout = 5000")
+        conn.execute("SET jit = off")  # a performance setting (see photdb.db.session)
         conn.commit()
 
     def open(self) -> None:
