@@ -323,8 +323,11 @@ class Run:
             for c in [*self.extra, self.conn]:
                 c.close()
         finally:
-            self.server.destroy()
-            shutil.rmtree(self.home, ignore_errors=True)
+            if self.args.keep:  # left running, to look at plans by hand
+                log(f"kept: the cluster's files in {self.home} (it stops with this process)")
+            else:
+                self.server.destroy()
+                shutil.rmtree(self.home, ignore_errors=True)
 
     # -- loading
     def _write(self, images: list, ref: np.ndarray | None, writers: int) -> tuple[int, float]:
@@ -558,6 +561,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--writers", default="1,2", help="writer sessions, by turns per epoch")
     p.add_argument("--quiet-seconds", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--keep", action="store_true", help="leave the cluster running at the end")
     p.add_argument(
         "--output", type=Path, default=Path(__file__).parent / "results" / "galsources_scale.json"
     )

@@ -183,6 +183,23 @@ def baseline(base: str, cands, field, n: int) -> dict[str, list[float]]:
     return lat
 
 
+def cpu_seconds(server: subprocess.Popen) -> dict[str, float]:
+    """CPU seconds (user + system) so far: the clients (this process), the web server's
+    processes, and the whole machine (the rest: PostgreSQL, the ingest and the process)."""
+    import psutil
+
+    def used(t) -> float:
+        return t.user + t.system
+
+    srv = psutil.Process(server.pid)
+    machine = psutil.cpu_times()
+    return {
+        "clients": used(psutil.Process().cpu_times()),
+        "web_server": sum(used(p.cpu_times()) for p in [srv, *srv.children(recursive=True)]),
+        "machine": machine.user + machine.nice + machine.system,
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -250,6 +267,7 @@ def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         procs += [ingest, proc]
         waits, t0 = [], time.monotonic()
+        cpu0 = cpu_seconds(procs[0])
 
         def writers_done() -> bool:
             return ingest.poll() is not None and proc.poll() is not None
@@ -275,6 +293,7 @@ def main() -> int:
 
         out = asyncio.run(run())
         elapsed = time.monotonic() - t0
+        cpu = {k: round(v - cpu0[k], 1) for k, v in cpu_seconds(procs[0]).items()}
         ingest_rc, proc_rc = ingest.wait(600), proc.wait(1200)
         result = {
             "rows": args.rows, "clients": args.clients, "workers": args.workers,
@@ -283,6 +302,8 @@ def main() -> int:
             "lock_wait_samples_max": max(waits or [0]), "lock_wait_samples": len(waits),
             "errors": len(out["errors"]), "error_kinds": sorted(set(out["errors"]))[:5],
             "load_average": os.getloadavg(),
+            # CPU seconds used during the loaded phase, of the machine's cores x seconds
+            "cpu_s": cpu, "core_s": round(elapsed * (os.cpu_count() or 1), 1),
         }  # fmt: skip
         for kind, ms in base_lat.items():
             result[f"{kind}, one client, no writers"] = {

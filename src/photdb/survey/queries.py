@@ -212,9 +212,12 @@ def lightcurve_by_cone(
     then mjd. Neighbours closer than the radius are included: in a crowded field
     prefer :func:`lightcurve_by_refsource`.
     """
-    stmt = _LC_SELECT + " WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, %(r)s)"
+    stmt = (
+        "WITH s AS MATERIALIZED (SELECT * FROM galsources"
+        " WHERE q3c_join(%(ra)s, %(dec)s, ra, dec, %(r)s))" + _LC_COLUMNS + "FROM s" + _LC_JOINS
+    )
     if filter is not None:
-        stmt += " AND e.filter = %(filter)s"
+        stmt += " WHERE e.filter = %(filter)s"
     stmt += " ORDER BY e.filter, e.mjd"
     rows = conn.execute(
         stmt,
@@ -231,14 +234,21 @@ def reference_position(conn: psycopg.Connection, refsource_id: int) -> tuple[flo
     return float(row[0]), float(row[1])
 
 
+# The cone is a MATERIALIZED CTE: q3c's selectivity estimate is 1 row, so a plain join
+# put galimages outside a loop over the cone's rows (a 1' cone at 2e7 rows: 160 ms; with
+# the CTE each row is joined once, 14 ms; benchmarks/galsources_scale.py).
 _CONE_SOURCES = """
+WITH s AS MATERIALIZED (
+    SELECT id, ra, dec, mag, magerr, ref_id, galimage_id, flags,
+           q3c_dist(%(ra)s, %(dec)s, ra, dec) * 3600.0 AS dist
+    FROM galsources WHERE q3c_join(%(ra)s, %(dec)s, ra, dec, %(r)s)
+)
 SELECT s.id, s.ra, s.dec, s.mag, s.magerr, e.filter, e.mjd, e.is_reference, s.ref_id,
-       s.galimage_id, s.flags, q3c_dist(%(ra)s, %(dec)s, s.ra, s.dec) * 3600.0 AS dist
-FROM galsources s
+       s.galimage_id, s.flags, s.dist
+FROM s
 JOIN galimages i ON s.galimage_id = i.id
 JOIN galexposures e ON i.galexposure_id = e.id
-WHERE q3c_join(%(ra)s, %(dec)s, s.ra, s.dec, %(r)s)
-ORDER BY dist, s.id
+ORDER BY s.dist, s.id
 LIMIT %(limit)s
 """
 SOURCE_COLUMNS = ("id", "ra", "dec", "mag", "magerr", "filter", "mjd", "is_reference", "ref_id",
@@ -258,9 +268,11 @@ def sources_in_cone(
              np.int64, float)  # fmt: skip
     nulls = {np.int64: -1, float: np.nan, str: "", bool: False}
     cols = {}
-    for k, (name, typ) in enumerate(zip(SOURCE_COLUMNS, types, strict=True)):
-        cols[name] = np.array([nulls[typ] if r[k] is None else r[k] for r in rows],
-                              dtype=typ if typ is not str else "U16")  # fmt: skip
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(SOURCE_COLUMNS)
+    for name, typ, values in zip(SOURCE_COLUMNS, types, columns, strict=True):
+        if None in values:
+            values = [nulls[typ] if v is None else v for v in values]
+        cols[name] = np.array(values, dtype=typ if typ is not str else "U16")
     t = Table(cols)
     for name, unit in (("ra", "deg"), ("dec", "deg"), ("mag", "mag"), ("magerr", "mag"),
                        ("mjd", "d"), ("dist_arcsec", "arcsec")):  # fmt: skip
