@@ -240,6 +240,11 @@ def time_pass(conn: psycopg.Connection, targets: list[dict]) -> dict[str, list[f
         t0 = time.perf_counter()
         queries.lightcurve_by_refsource(conn, p["ref"])
         out["lightcurve_by_refsource"].append((time.perf_counter() - t0) * 1e3)
+    out["lightcurve_of_star"] = []  # the web page's light curve: + other filters' matches
+    for p in targets:
+        t0 = time.perf_counter()
+        queries.lightcurve_of_star(conn, p["ref"])
+        out["lightcurve_of_star"].append((time.perf_counter() - t0) * 1e3)
     out["sources_in_cone_1am"] = []  # photdb's API: 1' cone, binary results, astropy Table
     for p in targets:
         t0 = time.perf_counter()

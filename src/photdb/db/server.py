@@ -250,7 +250,7 @@ class EmbeddedServer:
             f"port = {port}",
             "listen_addresses = '127.0.0.1'",
             f"unix_socket_directories = '{self.rundir.resolve()}'",
-            "shared_buffers = '256MB'",
+            f"shared_buffers = '{self._shared_buffers_mb()}MB'",
             "work_mem = '64MB'",
             "maintenance_work_mem = '512MB'",
             "max_wal_size = '4GB'",
@@ -265,6 +265,19 @@ class EmbeddedServer:
         if self.fast:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         return "\n".join(lines) + "\n"
+
+    def _shared_buffers_mb(self) -> int:
+        """A quarter of the machine's memory, 256 MB to 8 GB (PostgreSQL's own advice);
+        256 MB for throw-away (``fast``) clusters. At 2e7 galsources rows (2.9 GB with
+        its indexes) 256 MB left warm 1-arcsec cones reading every heap page from the
+        OS page cache (benchmarks/galsources_scale.py)."""
+        if self.fast:
+            return 256
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return 256
+        return int(min(max(total // 4, 256 << 20), 8 << 30) >> 20)
 
     def set_port(self, port: int) -> None:
         """Move a stopped cluster to another TCP port (``photdb db start --port``)."""

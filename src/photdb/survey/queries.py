@@ -129,16 +129,20 @@ def cross_filter_matches(
         return empty
     rows = conn.execute(
         """
-        SELECT a.refsource_id, a.filter, b.id, e.filter,
-               q3c_dist(a.ra, a.dec, b.ra, b.dec) * 3600.0,
-               (SELECT COUNT(*) FROM galvarobjs w WHERE w.refsource_id = b.id)
-        FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::float8[])
-             AS a(refsource_id, filter, ra, dec)
-        JOIN galsources b ON q3c_join(a.ra, a.dec, b.ra, b.dec, %s) AND b.ref_id IS NULL
-        JOIN galimages i ON b.galimage_id = i.id
+        WITH m AS MATERIALIZED (  -- the cones first: see _CONE_SOURCES
+            SELECT a.refsource_id, a.filter, b.id, b.galimage_id,
+                   q3c_dist(a.ra, a.dec, b.ra, b.dec) * 3600.0 AS sep
+            FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::float8[])
+                 AS a(refsource_id, filter, ra, dec)
+            JOIN galsources b ON q3c_join(a.ra, a.dec, b.ra, b.dec, %s) AND b.ref_id IS NULL
+        )
+        SELECT m.refsource_id, m.filter, m.id, e.filter, m.sep,
+               (SELECT COUNT(*) FROM galvarobjs w WHERE w.refsource_id = m.id)
+        FROM m
+        JOIN galimages i ON m.galimage_id = i.id
         JOIN galexposures e ON i.galexposure_id = e.id
-        WHERE e.filter IS DISTINCT FROM a.filter
-        ORDER BY a.refsource_id, e.filter, 5
+        WHERE e.filter IS DISTINCT FROM m.filter
+        ORDER BY m.refsource_id, e.filter, 5
         """,
         [
             [int(v) for v in candidates["refsource_id"]],
@@ -306,10 +310,13 @@ def lightcurve_of_star(
     ra, dec, _, band = row
     others = conn.execute(
         """
-        SELECT DISTINCT ON (e.filter) b.id FROM galsources b
+        WITH b AS MATERIALIZED (  -- the cone first: see _CONE_SOURCES
+            SELECT id, ra, dec, galimage_id FROM galsources
+            WHERE q3c_join(%(ra)s, %(dec)s, ra, dec, %(r)s) AND ref_id IS NULL
+        )
+        SELECT DISTINCT ON (e.filter) b.id FROM b
         JOIN galimages i ON b.galimage_id = i.id JOIN galexposures e ON i.galexposure_id = e.id
-        WHERE q3c_join(%(ra)s, %(dec)s, b.ra, b.dec, %(r)s) AND b.ref_id IS NULL
-          AND e.filter IS DISTINCT FROM %(band)s
+        WHERE e.filter IS DISTINCT FROM %(band)s
         ORDER BY e.filter, q3c_dist(%(ra)s, %(dec)s, b.ra, b.dec), b.id
         """,
         {"ra": ra, "dec": dec, "r": cross_radius_arcsec / 3600.0, "band": band},

@@ -103,7 +103,8 @@ def test_role_defaults_do_not_change_photdb_sessions(db_settings):
     db = db_settings.dbname
     with connect("writer", db_settings, autocommit=True) as w:
         for setting in ("default_transaction_read_only = on", "statement_timeout = 1",
-                        "search_path = pg_catalog", "extra_float_digits = -15"):  # fmt: skip
+                        "search_path = pg_catalog", "extra_float_digits = -15",
+                        "jit = on"):  # fmt: skip
             w.execute(f"ALTER ROLE writer_user IN DATABASE {db} SET {setting}")
     with connect("readonly", db_settings, autocommit=True) as r:  # as it could from psql
         r.execute("SET default_transaction_read_only = off")
@@ -116,6 +117,7 @@ def test_role_defaults_do_not_change_photdb_sessions(db_settings):
             w.execute("INSERT INTO photosys (band) VALUES ('guard')")  # ...but photdb's win
             assert w.execute("SELECT 1.0000000000000002::float8").fetchone()[0] != 1.0
             assert w.execute("SHOW search_path").fetchone()[0] == "public"
+            assert w.execute("SHOW jit").fetchone()[0] == "off"
             w.rollback()
         with connect("readonly", db_settings) as r:
             assert r.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
