@@ -183,6 +183,14 @@ def baseline(base: str, cands, field, n: int) -> dict[str, list[float]]:
     return lat
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (and were waited for)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def cpu_seconds(server: subprocess.Popen) -> dict[str, float]:
     """CPU seconds (user + system) so far: the clients (this process), the web server's
     processes, and the whole machine (the rest: PostgreSQL, the ingest and the process)."""
@@ -194,6 +202,7 @@ def cpu_seconds(server: subprocess.Popen) -> dict[str, float]:
     srv = psutil.Process(server.pid)
     machine = psutil.cpu_times()
     return {
+        "children": _children_cpu(),
         "clients": used(psutil.Process().cpu_times()),
         "web_server": sum(used(p.cpu_times()) for p in [srv, *srv.children(recursive=True)]),
         "machine": machine.user + machine.nice + machine.system,
@@ -295,6 +304,12 @@ def main() -> int:
         elapsed = time.monotonic() - t0
         cpu = {k: round(v - cpu0[k], 1) for k, v in cpu_seconds(procs[0]).items()}
         ingest_rc, proc_rc = ingest.wait(600), proc.wait(1200)
+        # the ingest and the process are this process's only children reaped in between
+        cpu["ingest_and_process"] = round(_children_cpu() - cpu0["children"], 1)
+        cpu.pop("children", None)
+        cpu["postgres_and_rest"] = round(
+            cpu["machine"] - cpu["clients"] - cpu["web_server"] - cpu["ingest_and_process"], 1
+        )
         result = {
             "rows": args.rows, "clients": args.clients, "workers": args.workers,
             "think_s": args.think, "writer_nice": args.writer_nice,

@@ -106,3 +106,37 @@ def test_import_photdb_is_light_and_lazy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.splitlines() == ["[]", "photdb.api True"], out.stderr
+
+
+def test_lightcurve_table_masks_missing_values_and_keeps_the_rest():
+    """None, NaN, infinities and masked values are masked (never a made-up number);
+    numbers given as strings or Decimals are read; columns nobody gave are all masked;
+    a column with nothing missing is a plain Column."""
+    from decimal import Decimal
+
+    from astropy.table import Column, MaskedColumn
+
+    t = lightcurve_table(
+        {
+            "mjd": [59000.0, 59001.0, 59002.0, 59003.0],
+            "mag": [np.ma.masked, float("inf"), Decimal("12.5"), np.float32(3.0)],
+            "zero_point": ["31.2", None, 1, float("nan")],
+            "error_factor": np.ma.MaskedArray([1.0, 2.0, 3.0, 4.0], mask=[0, 1, 0, 0]),
+            "object_id": [1, None, float("nan"), 4],
+            "ref_id": np.array([1, 2, 3, 4]),
+        }
+    )
+    assert list(t["mag"].mask) == [True, True, False, False]
+    mag = np.ma.getdata(t["mag"])
+    assert list(mag[2:]) == [12.5, 3.0] and np.isnan(mag[:2]).all()  # filled with NaN
+    assert list(t["zero_point"].mask) == [False, True, False, True]
+    assert t["zero_point"][0] == 31.2 and t["zero_point"][2] == 1.0
+    assert list(t["error_factor"].mask) == [False, True, False, False]
+    assert list(t["object_id"].mask) == [False, True, True, False]
+    assert type(t["ref_id"]) is Column and t["ref_id"].dtype == np.int64
+    assert type(t["quality"]) is MaskedColumn and t["quality"].mask.all()
+    assert t["mag"].unit == "mag" and t["mag"].meta["ucd"] == "phot.mag"
+    assert t["time"].info.description.startswith("time of the point")
+    empty = lightcurve_table({})
+    assert len(empty) == 0 and empty.colnames == t.colnames
+    assert all(type(empty[c]) is Column for c in empty.colnames if c != "time")
