@@ -66,6 +66,18 @@ class ServerStatus:
     pid: int | None = None
 
 
+def _cgroup_memory_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 or v1), None if there is none."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # "max" or a huge v1 value: no limit
+            return int(text)
+    return None
+
+
 class EmbeddedServer:
     """Create, start, stop and inspect the private cluster of one ``$PHOTDB_HOME``.
 
@@ -277,6 +289,7 @@ class EmbeddedServer:
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):
             return 256
+        total = min(total, _cgroup_memory_limit() or total)  # a container's own limit
         return int(min(max(total // 4, 256 << 20), 8 << 30) >> 20)
 
     def set_port(self, port: int) -> None:

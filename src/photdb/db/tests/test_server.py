@@ -58,3 +58,26 @@ def test_fresh_home_started_on_first_use_then_stopped(tmp_path):
         from photdb.db.server import EmbeddedServer
 
         EmbeddedServer(home).destroy()  # also removes a /var/lib/photdb target
+
+
+def test_shared_buffers_follow_the_memory_photdb_may_use(tmp_path, monkeypatch):
+    """A quarter of the memory, 256 MB to 8 GB, a container's limit counted; 256 MB for
+    throw-away clusters."""
+    from photdb.db import server
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    monkeypatch.setattr(server, "_cgroup_memory_limit", lambda: None)
+    monkeypatch.setattr(
+        os, "sysconf", lambda k: page if k == "SC_PAGE_SIZE" else (16 << 30) // page
+    )
+    assert server.EmbeddedServer(tmp_path)._shared_buffers_mb() == 4096
+    assert server.EmbeddedServer(tmp_path, fast=True)._shared_buffers_mb() == 256
+    monkeypatch.setattr(server, "_cgroup_memory_limit", lambda: 2 << 30)  # a 2 GB container
+    assert server.EmbeddedServer(tmp_path)._shared_buffers_mb() == 512
+    monkeypatch.setattr(server, "_cgroup_memory_limit", lambda: 512 << 20)
+    assert server.EmbeddedServer(tmp_path)._shared_buffers_mb() == 256
+    monkeypatch.setattr(server, "_cgroup_memory_limit", lambda: None)
+    monkeypatch.setattr(
+        os, "sysconf", lambda k: page if k == "SC_PAGE_SIZE" else (256 << 30) // page
+    )
+    assert server.EmbeddedServer(tmp_path)._shared_buffers_mb() == 8192
