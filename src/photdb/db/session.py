@@ -39,8 +39,9 @@ SESSION_SETTINGS = {
 }
 
 
-def session_options(role: str, settings: Settings) -> str:
-    """The libpq ``options`` string (``-c name=value ...``) for a session of ``role``."""
+def session_options(role: str, settings: Settings, **overrides: str | int) -> str:
+    """The libpq ``options`` string (``-c name=value ...``) for a session of ``role``;
+    ``overrides`` replace or add settings (the web service's own timeouts)."""
     values = dict(SESSION_SETTINGS)
     if role == "readonly":
         values["default_transaction_read_only"] = "on"
@@ -48,6 +49,7 @@ def session_options(role: str, settings: Settings) -> str:
     else:
         values["default_transaction_read_only"] = "off"
         values["statement_timeout"] = "0"
+    values.update({k: str(v) for k, v in overrides.items()})
     return " ".join(f"-c {k}={v}" for k, v in values.items())
 
 

@@ -1,9 +1,10 @@
 """What every route of the web service shares: limits, the read-only pool, errors.
 
 The service reads through the **read-only role only**, from a
-:class:`psycopg_pool.ConnectionPool`. Every connection is opened with
-``default_transaction_read_only=on``, a ``statement_timeout``, a ``lock_timeout``
-and an ``idle_in_transaction_session_timeout`` as startup options, and the same
+:class:`psycopg_pool.ConnectionPool`. Every connection is opened with photdb's
+session settings (:func:`photdb.db.session.session_options`: read-only, search
+path, float digits, JIT off ...) and the service's own ``statement_timeout``,
+``lock_timeout`` and ``idle_in_transaction_session_timeout`` as startup options, and the same
 ``SET``\\ s are run again as statements when the pool configures it: the service never
 relies on the role's defaults (a pooler or a changed role could drop them).
 """
@@ -82,16 +83,16 @@ class ReadOnlyPool:
 
     def __init__(self, settings: Settings, config: WebConfig):
         from photdb.db.connection import resolve
+        from photdb.db.session import session_options
 
         s = resolve(settings)
         self.timeout_ms = int(config.statement_timeout_s * 1000)
         self.wait_s = config.pool_wait_s
-        options = (
-            "-c default_transaction_read_only=on "
-            f"-c statement_timeout={self.timeout_ms} "
-            "-c idle_in_transaction_session_timeout=60000 "
-            "-c lock_timeout=5000 -c search_path=public -c jit=off"
-        )
+        # photdb's session settings (read-only, search_path, float digits, JIT off ...)
+        # with the service's own timeouts
+        options = session_options("readonly", s, statement_timeout=self.timeout_ms,
+                                  idle_in_transaction_session_timeout=60000,
+                                  lock_timeout=5000)  # fmt: skip
         self.pool = ConnectionPool(
             kwargs={
                 "host": s.host, "port": s.port, "dbname": s.dbname, "user": s.user("readonly"),
@@ -107,7 +108,6 @@ class ReadOnlyPool:
         conn.execute("SET default_transaction_read_only = on")
         conn.execute(f"SET statement_timeout = {self.timeout_ms}")
         conn.execute("SET lock_timeout = 5000")
-        conn.execute("SET jit = off")  # a performance setting (see photdb.db.session)
         conn.commit()
 
     def open(self) -> None:

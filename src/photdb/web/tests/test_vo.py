@@ -386,25 +386,41 @@ def test_database_unchanged_after_attacks(vo):
 
 
 def test_readonly_connection_refuses_writes(vo):
+    from photdb.db import connect
     from photdb.web.service import ReadOnlyPool, WebConfig
 
     _, settings, _ = vo
-    pool = ReadOnlyPool(settings, WebConfig(statement_timeout_s=2, pool_min=1, pool_max=1))
-    pool.open()
-    with pool.connection() as conn:
-        for stmt in (
-            "DELETE FROM objects",
-            "CREATE TABLE evil (a int)",
-            "SET default_transaction_read_only = off; DELETE FROM objects",
-        ):
-            with pytest.raises(psycopg.Error):
-                conn.execute(stmt)
+    db = settings.dbname
+    with connect("readonly", settings, autocommit=True) as r:  # what the role may do to itself
+        r.execute("SET default_transaction_read_only = off")
+        r.execute(f"ALTER ROLE {settings.user('readonly')} IN DATABASE {db}"
+                  " SET extra_float_digits = -15")  # fmt: skip
+        r.execute(f"ALTER ROLE {settings.user('readonly')} IN DATABASE {db} SET jit = on")
+    try:
+        pool = ReadOnlyPool(settings, WebConfig(statement_timeout_s=2, pool_min=1, pool_max=1))
+        pool.open()
+        with pool.connection() as conn:
+            for stmt in (
+                "DELETE FROM objects",
+                "CREATE TABLE evil (a int)",
+                "SET default_transaction_read_only = off; DELETE FROM objects",
+            ):
+                with pytest.raises(psycopg.Error):
+                    conn.execute(stmt)
+                conn.rollback()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(10)")
             conn.rollback()
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("SELECT pg_sleep(10)")
-        conn.rollback()
-        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "2s"
-    pool.close()
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "2s"
+            # photdb's session settings too (full float precision, JIT off), not the role's
+            assert conn.execute("SHOW extra_float_digits").fetchone()[0] == "1"
+            assert conn.execute("SHOW jit").fetchone()[0] == "off"
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "5s"
+        pool.close()
+    finally:  # the role's defaults as they were
+        with connect("readonly", settings, autocommit=True) as r:
+            r.execute("SET default_transaction_read_only = off")
+            r.execute(f"ALTER ROLE {settings.user('readonly')} IN DATABASE {db} RESET ALL")
 
 
 @pytest.mark.parametrize(
